@@ -1,0 +1,58 @@
+"""The standard SR test sets (Set5, Set14, B100, Urban100) in the layout of the RT4KSR README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rt4ksr.data.io import ImageReadError, list_images, read_image
+
+LAYOUT = "<testsets_dir>/<name>/test/HR/*.png and <testsets_dir>/<name>/test/LR_bicubic_x<scale>/*.png"
+
+
+class MissingLRError(FileNotFoundError):
+    """The set has HR images but no LR folder for this scale."""
+
+
+class BenchmarkDataset(Dataset):
+    """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W)."""
+
+    def __init__(self, testsets_dir: str | Path, name: str, scale: int) -> None:
+        self.name, self.scale = name, scale
+        base = Path(testsets_dir) / name / "test"
+        self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
+        if not self.hr_dir.is_dir():
+            raise FileNotFoundError(f"benchmark {name!r}: no HR folder at {self.hr_dir} (expected layout: {LAYOUT})")
+        self.hr_files = list_images(self.hr_dir)
+        if not self.hr_files:
+            raise FileNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
+        if not self.lr_dir.is_dir():
+            raise MissingLRError(f"benchmark {name!r}: no LR folder {self.lr_dir} for x{scale}")
+        for hr in self.hr_files:
+            if not (self.lr_dir / hr.name).is_file():
+                raise FileNotFoundError(f"benchmark {name!r}: HR image {hr} has no LR partner {self.lr_dir / hr.name}")
+
+    def __len__(self) -> int:
+        return len(self.hr_files)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | str]:
+        hr_path = self.hr_files[i]
+        lr_path = self.lr_dir / hr_path.name
+        hr, lr = read_image(hr_path), read_image(lr_path)
+        s = self.scale
+        (h, w), (hh, hw) = lr.shape[:2], hr.shape[:2]
+        if (hh // s, hw // s) != (h, w):
+            raise ImageReadError(
+                f"size mismatch: HR {hr_path} is {hw}x{hh} but LR {lr_path} is {w}x{h}; "
+                f"x{s} expects LR {hw // s}x{hh // s}"
+            )
+        hr = hr[: h * s, : w * s]
+        return {"name": hr_path.stem, "lr": _chw(lr), "hr": _chw(hr)}
+
+
+def _chw(img: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))

@@ -1,0 +1,60 @@
+"""Benchmark evaluation shared by ``rt4ksr.eval`` and the training callback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rt4ksr.data.benchmark import BenchmarkDataset, MissingLRError
+from rt4ksr.metrics import y_psnr_ssim
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: BenchmarkDataset, progress: bool = False) -> dict[str, float | int]:
+    """Mean Y-PSNR / Y-SSIM over a set, one image at a time (sizes differ), on the model's device."""
+    p = next(model.parameters())
+    device, dtype = p.device, p.dtype
+    psnrs, ssims = [], []
+    for i in tqdm(range(len(dataset)), desc=dataset.name, disable=not progress, leave=False):
+        item = dataset[i]
+        lr = item["lr"].to(device=device, dtype=dtype).unsqueeze(0) / 255.0
+        sr = model(lr).float()
+        p_, s_ = y_psnr_ssim(sr, item["hr"].unsqueeze(0).to(device), crop=dataset.scale)
+        psnrs += p_
+        ssims += s_
+    n = len(psnrs)
+    return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "n": n}
+
+
+def evaluate_benchmarks(model: nn.Module, testsets_dir: str | Path, names: Iterable[str], scale: int,
+                        progress: bool = False) -> dict[str, dict[str, float | int]]:
+    """Every named set that has LR images for this scale; a set without them is skipped with a warning."""
+    results = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for name in names:
+            try:
+                ds = BenchmarkDataset(testsets_dir, name, scale)
+            except MissingLRError as e:
+                log.warning("skipping %s: %s", name, e)
+                continue
+            results[name] = evaluate(model, ds, progress=progress)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def format_table(results: dict[str, dict[str, float | int]], scale: int) -> str:
+    """A plain-text table of Y-PSNR / Y-SSIM per set."""
+    lines = [f"{'set':<10} {'scale':>5} {'n':>4} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8}"]
+    for name, r in results.items():
+        lines.append(f"{name:<10} {'x' + str(scale):>5} {r['n']:>4} {r['psnr_y']:>12.4f} {r['ssim_y']:>8.4f}")
+    return "\n".join(lines)
