@@ -1,0 +1,57 @@
+"""``python -m rt4ksr.eval``: Y-channel PSNR/SSIM of a model's deploy form on the standard benchmarks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig
+from torch import nn
+
+from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.evaluation import evaluate_benchmarks, format_table
+from rt4ksr.models import load_into, read_state_dict, reparameterize
+from rt4ksr.models.checkpoint import is_deploy_state
+
+log = logging.getLogger(__name__)
+
+
+def build_model(model_cfg: DictConfig, ckpt_path: str | None) -> nn.Module:
+    """The configured network in deploy form, with the checkpoint's weights (training or fused form)."""
+    if ckpt_path is None:
+        log.warning("no ckpt_path: evaluating randomly initialised weights")
+        return reparameterize(instantiate(model_cfg))
+    path = to_absolute_path(ckpt_path)
+    state = read_state_dict(path)
+    model = instantiate(model_cfg, is_train=not is_deploy_state(state))
+    load_into(model, state, path)
+    return reparameterize(model)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate and return ``{set: {psnr_y, ssim_y, n}}``; also writes ``metrics_file`` when set."""
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.model, cfg.ckpt_path).to(device)
+    results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, cfg.model.scale,
+                                  progress=cfg.progress)
+    print(format_table(results, cfg.model.scale))
+    if cfg.metrics_file:
+        out = Path(to_absolute_path(cfg.metrics_file))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        log.info("metrics written to %s", out)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    torch.set_grad_enabled(False)
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

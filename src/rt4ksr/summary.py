@@ -1,0 +1,83 @@
+"""``python -m rt4ksr.summary``: parameters, deploy-form cost and fusion error of a configured model."""
+
+from __future__ import annotations
+
+import json
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from rt4ksr.config import CONFIG_DIR
+from rt4ksr.models import reparameterize
+
+# the product's scenarios: 1080p -> 4K at x2, 720p -> 4K at x3 (other scales: 4K / scale)
+SCENARIO_INPUT = {2: (1080, 1920), 3: (720, 1280)}
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def scenario_size(scale: int) -> tuple[int, int]:
+    """The LR (H, W) whose x``scale`` output is 4K UHD (2160 x 3840)."""
+    return SCENARIO_INPUT.get(scale, (2160 // scale, 3840 // scale))
+
+
+def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and matmuls), counted on the meta device."""
+    meta = _to_meta(model)
+    x = torch.empty(1, 3, *size, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(x)
+    return counter.get_total_flops() // 2
+
+
+def _to_meta(model: nn.Module) -> nn.Module:
+    import copy
+
+    m = copy.deepcopy(model)
+    return m.to_empty(device="meta")
+
+
+@torch.no_grad()
+def fusion_error(model: nn.Module, deploy: nn.Module, size: tuple[int, int] = (67, 93), seed: int = 0) -> float:
+    """Max abs difference between training and deploy outputs on a random input (odd size: borders count)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, *size, generator=g)
+    return (model.eval()(x) - deploy(x)).abs().max().item()
+
+
+def summarize(model: nn.Module, seed: int = 0) -> dict:
+    deploy = reparameterize(model)
+    scale = model.scale
+    return {
+        "scale": scale,
+        "input": list(scenario_size(scale)),
+        "params_train": count_params(model),
+        "params_deploy": count_params(deploy),
+        "macs_deploy": count_macs(deploy, scenario_size(scale)),
+        "fusion_max_abs_diff": fusion_error(model, deploy, seed=seed),
+    }
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="summary")
+def main(cfg: DictConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    model = instantiate(cfg.model)
+    s = summarize(model, cfg.seed)
+    h, w = s["input"]
+    print(f"model: {cfg.model._target_} x{s['scale']} (block {cfg.model.baseblock._target_.rsplit('.', 1)[-1]})")
+    print(f"parameters, training form: {s['params_train']:,}")
+    print(f"parameters, deploy form:   {s['params_deploy']:,}")
+    print(f"deploy MACs for {w}x{h} input: {s['macs_deploy'] / 1e9:.2f} G")
+    print(f"fusion max abs diff:       {s['fusion_max_abs_diff']:.3g}")
+    if cfg.json:
+        print(json.dumps({k: s[k] for k in ("params_train", "params_deploy", "macs_deploy", "fusion_max_abs_diff")}))
+
+
+if __name__ == "__main__":
+    main()
