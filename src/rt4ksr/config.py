@@ -13,8 +13,19 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(Path(os.environ.get("RT4KSR_CONFIG_DIR", _REPO_ROOT / "configs")).resolve())
 PROJECT_ROOT = str(Path(CONFIG_DIR).parent)
 
+
+
+def sample_images_dir() -> str:
+    """scikit-image's bundled photos: a training set that needs no download."""
+    import skimage
+
+    return str(Path(skimage.__file__).parent / "data")
+
+
 if not OmegaConf.has_resolver("rt4ksr_root"):
     OmegaConf.register_new_resolver("rt4ksr_root", lambda: PROJECT_ROOT)
+if not OmegaConf.has_resolver("rt4ksr_sample_dir"):
+    OmegaConf.register_new_resolver("rt4ksr_sample_dir", sample_images_dir)
 
 
 def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:

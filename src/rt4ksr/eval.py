@@ -37,7 +37,7 @@ def run(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model = build_model(cfg.model, cfg.ckpt_path).to(device)
     results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, cfg.model.scale,
-                                  progress=cfg.progress)
+                                  progress=cfg.progress, lr_cache_dir=cfg.data.lr_cache_dir)
     print(format_table(results, cfg.model.scale))
     if cfg.metrics_file:
         out = Path(to_absolute_path(cfg.metrics_file))

@@ -34,15 +34,17 @@ def evaluate(model: nn.Module, dataset: BenchmarkDataset, progress: bool = False
 
 
 def evaluate_benchmarks(model: nn.Module, testsets_dir: str | Path, names: Iterable[str], scale: int,
-                        progress: bool = False) -> dict[str, dict[str, float | int]]:
-    """Every named set that has LR images for this scale; a set without them is skipped with a warning."""
+                        progress: bool = False, lr_cache_dir: str | Path | None = None,
+                        ) -> dict[str, dict[str, float | int]]:
+    """Every named set. A set without LR images for this scale gets them generated into ``lr_cache_dir``;
+    without a cache it is skipped with a warning."""
     results = {}
     was_training = model.training
     model.eval()
     try:
         for name in names:
             try:
-                ds = BenchmarkDataset(testsets_dir, name, scale)
+                ds = BenchmarkDataset(testsets_dir, name, scale, lr_cache_dir, progress=progress)
             except MissingLRError as e:
                 log.warning("skipping %s: %s", name, e)
                 continue

@@ -1,6 +1,12 @@
-"""Datasets and image I/O."""
+"""Datasets, degradation and image I/O."""
 
 from rt4ksr.data.benchmark import BenchmarkDataset, MissingLRError
+from rt4ksr.data.datamodule import SRDataModule, random_dihedral
+from rt4ksr.data.degradation import KorniaBicubic, MatlabBicubic, imresize, mod_crop
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
+from rt4ksr.data.train import HRCrops, PackedImages
 
-__all__ = ["BenchmarkDataset", "MissingLRError", "ImageReadError", "list_images", "read_image", "write_image"]
+__all__ = [
+    "BenchmarkDataset", "MissingLRError", "SRDataModule", "random_dihedral", "MatlabBicubic", "KorniaBicubic",
+    "imresize", "mod_crop", "ImageReadError", "list_images", "read_image", "write_image", "HRCrops", "PackedImages",
+]

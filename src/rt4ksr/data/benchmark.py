@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rt4ksr.data.io import ImageReadError, list_images, read_image
+from rt4ksr.data.make_lr import cached_lr
 
 LAYOUT = "<testsets_dir>/<name>/test/HR/*.png and <testsets_dir>/<name>/test/LR_bicubic_x<scale>/*.png"
 
@@ -21,7 +22,8 @@ class MissingLRError(FileNotFoundError):
 class BenchmarkDataset(Dataset):
     """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W)."""
 
-    def __init__(self, testsets_dir: str | Path, name: str, scale: int) -> None:
+    def __init__(self, testsets_dir: str | Path, name: str, scale: int, lr_cache_dir: str | Path | None = None,
+                 progress: bool = False) -> None:
         self.name, self.scale = name, scale
         base = Path(testsets_dir) / name / "test"
         self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
@@ -30,18 +32,23 @@ class BenchmarkDataset(Dataset):
         self.hr_files = list_images(self.hr_dir)
         if not self.hr_files:
             raise FileNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
-        if not self.lr_dir.is_dir():
-            raise MissingLRError(f"benchmark {name!r}: no LR folder {self.lr_dir} for x{scale}")
-        for hr in self.hr_files:
-            if not (self.lr_dir / hr.name).is_file():
-                raise FileNotFoundError(f"benchmark {name!r}: HR image {hr} has no LR partner {self.lr_dir / hr.name}")
+        if self.lr_dir.is_dir():
+            self.lr_files = [self.lr_dir / hr.name for hr in self.hr_files]
+            for hr, lr in zip(self.hr_files, self.lr_files, strict=True):
+                if not lr.is_file():
+                    raise FileNotFoundError(f"benchmark {name!r}: HR image {hr} has no LR partner {lr}")
+        elif lr_cache_dir is not None:  # HR-only set: MATLAB-identical LR, generated once into the cache
+            lr_of = cached_lr(self.hr_files, lr_cache_dir, name, scale, progress=progress)
+            self.lr_files = [lr_of[hr] for hr in self.hr_files]
+        else:
+            raise MissingLRError(f"benchmark {name!r}: no LR folder {self.lr_dir} for x{scale} "
+                                 "(give lr_cache_dir to generate it)")
 
     def __len__(self) -> int:
         return len(self.hr_files)
 
     def __getitem__(self, i: int) -> dict[str, Tensor | str]:
-        hr_path = self.hr_files[i]
-        lr_path = self.lr_dir / hr_path.name
+        hr_path, lr_path = self.hr_files[i], self.lr_files[i]
         hr, lr = read_image(hr_path), read_image(lr_path)
         s = self.scale
         (h, w), (hh, hw) = lr.shape[:2], hr.shape[:2]

@@ -82,12 +82,12 @@ def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = Tru
 
 
 def _resize_dim(x: Tensor, dim: int, out_len: int, scale: float, antialias: bool, border: str,
-                quantize: float | None) -> Tensor:
-    """One 1-D pass along ``dim`` (-2 rows, -1 columns), rounded to 8-bit levels when ``quantize`` is set."""
+                quantize: bool) -> Tensor:
+    """One 1-D pass along ``dim`` (-2 rows, -1 columns); ``quantize`` rounds to integers in 0..255."""
     m = resize_matrix(x.shape[dim], out_len, scale, antialias, border, x.dtype, x.device)
     y = torch.matmul(m, x) if dim == -2 else torch.matmul(x, m.T)
-    if quantize is not None:  # MATLAB's uint8 conversion: round half away from zero, saturate
-        y = torch.floor(y * quantize + 0.5).clamp_(0, 255) / quantize
+    if quantize:  # MATLAB's uint8 conversion: round half away from zero, saturate
+        y = torch.floor(y + 0.5).clamp_(0, 255)
     return y
 
 
@@ -112,19 +112,21 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
     else:
         sh, sw = size[0] / h, size[1] / w
     is_u8 = x.dtype == torch.uint8
-    if is_u8:  # on the 0..255 scale: the dyadic weights then give exact sums, and ties round as in MATLAB
-        y, q = x.double(), 1.0
-    elif x.is_floating_point():
-        y, q = x, (255.0 if quantize else None)
-    else:
+    if not (is_u8 or x.is_floating_point()):
         raise TypeError(f"imresize expects uint8 or floating-point input, got {x.dtype}")
+    # 8-bit work runs on the 0..255 scale: the x2 weights are dyadic, so the sums are exact and ties round
+    # as in MATLAB; uint8 input computes in float64, float input (x = k/255 is exact x 255) in its own dtype
+    q = is_u8 or quantize
+    y = x.double() if is_u8 else (x * 255.0 if quantize else x)
     # MATLAB resizes the dimension with the smaller scale first (rows on a tie)
     order = [(-2, size[0], sh), (-1, size[1], sw)]
     if sw < sh:
         order.reverse()
     for dim, n, s in order:
         y = _resize_dim(y, dim, n, s, antialias, border, q)
-    return y.to(torch.uint8) if is_u8 else y
+    if is_u8:
+        return y.to(torch.uint8)
+    return y / 255.0 if quantize else y
 
 
 def mod_crop(x: Tensor, scale: int) -> Tensor:

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m rt4ksr.benchmark data`` (loader and degradation throughput)."""
