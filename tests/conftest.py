@@ -47,3 +47,64 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             model.upsample[0].weight.mul_(0.15)
             model.upsample[0].bias.mul_(0.15)
     return model
+
+
+class NaNAfterLoss(torch.nn.Module):
+    """L1 that turns NaN from step ``steps`` on: drives the non-finite-loss path in tests."""
+
+    def __init__(self, steps: int = 2) -> None:
+        super().__init__()
+        self.steps, self.calls = steps, 0
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = torch.nn.functional.l1_loss(sr, hr)
+        return loss * float("nan") if self.calls > self.steps else loss
+
+
+def make_tiny_data(root: Path) -> tuple[Path, Path]:
+    """A training folder of small random-texture images and a benchmark set in the README layout."""
+    import cv2
+    import numpy as np
+
+    from rt4ksr.data.make_lr import make_lr_folder
+
+    rng = np.random.default_rng(0)
+    train = root / "train"
+    train.mkdir(parents=True)
+    for i in range(4):
+        img = cv2.resize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), (48, 40), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(train / f"t{i}.png"), img)
+    hr = root / "testsets" / "tiny" / "test" / "HR"
+    hr.mkdir(parents=True)
+    for i in range(3):
+        small = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+        img = cv2.resize(small, (36 + 2 * i, 30), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(hr / f"v{i}.png"), img)
+    make_lr_folder(hr, hr.parent / "LR_bicubic_x2", 2, workers=1, progress=False)
+    return train, root / "testsets"
+
+
+def tiny_train_overrides(root: Path, train: Path, testsets: Path, run: str = "run") -> list[str]:
+    return [
+        "model.feature_channels=8", "model.num_blocks=1",
+        "data=bsd200", f"data.train_sets.bsd200.dir={train}", "data.lr_crop=8", "data.batch_size=4",
+        "data.repeats=2", "data.num_workers=0", "data.packed=false", f"data.testsets_dir={testsets}",
+        "data.benchmarks=[tiny]", "data.val_workers=0",
+        "trainer=cpu", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false", "logger=csv",
+        "callbacks.fuse_validate_time.cpu_size=[16,16]", "callbacks.fuse_validate_time.cpu_repeats=1",
+        "callbacks.fuse_validate_time.log_images=0",
+        f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={root / run}",
+    ]
+
+
+class InterruptAt(__import__("lightning").pytorch.callbacks.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C does) after training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            raise KeyboardInterrupt

@@ -35,6 +35,8 @@ STRUCTURES = {
     "squeeze_eca": {"squeeze": True, "eca_gamma": 2},
     "lrelu": {"act_type": "lrelu"},
     "relu_blocks_6": {"act_type": "relu", "num_blocks": 6, "feature_channels": 16},
+    "skip_bicubic": {"global_skip": "bicubic"},
+    "skip_nearest": {"global_skip": "nearest", "downscaling": 1},
 }
 
 
@@ -143,7 +145,23 @@ def test_training_form_trains_every_parameter_that_reaches_the_output():
     assert no_grad == []
 
 
+def test_dead_branch_is_frozen_and_gated_branch_trains():
+    dead = RTSRN()
+    assert not dead.gamma.requires_grad and not any(p.requires_grad for p in dead.hfb.parameters())
+    assert all(p.requires_grad for n, p in dead.named_parameters() if not n.startswith(("hfb", "gamma")))
+    gated = RTSRN(forget=True)
+    assert all(p.requires_grad for p in gated.parameters())
+
+
+def test_global_skip_starts_from_the_interpolated_input():
+    model = RTSRN(global_skip="bicubic")  # the last convolution starts at zero
+    x = torch.rand(1, 3, 10, 12)
+    ref = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(model(x), ref)
+
+
 @pytest.mark.parametrize("kwargs,match", [
+    ({"global_skip": "lanczos"}, "global_skip must be one of"),
     ({"type": "fancy"}, "type must be one of"),
     ({"act_type": "swish"}, "act_type must be one of"),
     ({"forget": True, "use_hfb": False}, "needs use_hfb"),

@@ -22,10 +22,41 @@ def sample_images_dir() -> str:
     return str(Path(skimage.__file__).parent / "data")
 
 
+def wandb_offline() -> bool:
+    """Offline unless wandb can authenticate without asking: WANDB_MODE wins, then an API key or a netrc login.
+
+    Decided without any network call, so a run never waits on a connection; ``wandb sync`` uploads later.
+    """
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        return True
+    if mode == "online":
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+
+
+def sweep_group() -> str | None:
+    """The multirun's folder name, so that every run of one sweep lands in one wandb group."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
 if not OmegaConf.has_resolver("rt4ksr_root"):
     OmegaConf.register_new_resolver("rt4ksr_root", lambda: PROJECT_ROOT)
 if not OmegaConf.has_resolver("rt4ksr_sample_dir"):
     OmegaConf.register_new_resolver("rt4ksr_sample_dir", sample_images_dir)
+if not OmegaConf.has_resolver("rt4ksr_wandb_offline"):
+    OmegaConf.register_new_resolver("rt4ksr_wandb_offline", wandb_offline)
+if not OmegaConf.has_resolver("rt4ksr_sweep_group"):
+    OmegaConf.register_new_resolver("rt4ksr_sweep_group", sweep_group)
 
 
 def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:

@@ -13,18 +13,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rt4ksr.config import CONFIG_DIR
 from rt4ksr.models import reparameterize
-
-# the product's scenarios: 1080p -> 4K at x2, 720p -> 4K at x3 (other scales: 4K / scale)
-SCENARIO_INPUT = {2: (1080, 1920), 3: (720, 1280)}
+from rt4ksr.timing import uhd_input
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def scenario_size(scale: int) -> tuple[int, int]:
-    """The LR (H, W) whose x``scale`` output is 4K UHD (2160 x 3840)."""
-    return SCENARIO_INPUT.get(scale, (2160 // scale, 3840 // scale))
 
 
 def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
@@ -56,10 +49,10 @@ def summarize(model: nn.Module, seed: int = 0) -> dict:
     scale = model.scale
     return {
         "scale": scale,
-        "input": list(scenario_size(scale)),
+        "input": list(uhd_input(scale)),
         "params_train": count_params(model),
         "params_deploy": count_params(deploy),
-        "macs_deploy": count_macs(deploy, scenario_size(scale)),
+        "macs_deploy": count_macs(deploy, uhd_input(scale)),
         "fusion_max_abs_diff": fusion_error(model, deploy, seed=seed),
     }
 

@@ -21,6 +21,7 @@ from rt4ksr.data.benchmark import BenchmarkDataset
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.degradation import KorniaBicubic, MatlabBicubic, mod_crop
 from rt4ksr.metrics import psnr
+from rt4ksr.timing import measure_ms
 
 
 def loader_crops_per_s(dm: SRDataModule, packed: bool, crops: int, batch_size: int = 16) -> float:
@@ -41,22 +42,8 @@ def loader_crops_per_s(dm: SRDataModule, packed: bool, crops: int, batch_size: i
 
 
 def time_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> tuple[float, float]:
-    """Median and spread (max - min) in ms; CUDA events on a GPU."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1000)
+    """Median and spread (max - min) in ms."""
+    times = measure_ms(fn, device, warmup, repeats)
     return statistics.median(times), max(times) - min(times)
 
 

@@ -20,11 +20,23 @@ class MissingLRError(FileNotFoundError):
 
 
 class BenchmarkDataset(Dataset):
-    """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W)."""
+    """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W).
 
-    def __init__(self, testsets_dir: str | Path, name: str, scale: int, lr_cache_dir: str | Path | None = None,
-                 progress: bool = False) -> None:
+    The set is ``<testsets_dir>/<name>/test/HR`` with its ``LR_bicubic_x<scale>`` folder, or, with
+    ``hr_files``, any list of HR images whose LR images are generated into ``lr_cache_dir``.
+    """
+
+    def __init__(self, testsets_dir: str | Path | None, name: str, scale: int,
+                 lr_cache_dir: str | Path | None = None, progress: bool = False,
+                 hr_files: list[Path] | None = None) -> None:
         self.name, self.scale = name, scale
+        if hr_files is not None:
+            if lr_cache_dir is None:
+                raise ValueError(f"benchmark {name!r} from HR files needs an lr_cache_dir")
+            self.hr_files = [Path(p) for p in hr_files]
+            lr_of = cached_lr(self.hr_files, lr_cache_dir, name, scale, progress=progress)
+            self.lr_files = [lr_of[hr] for hr in self.hr_files]
+            return
         base = Path(testsets_dir) / name / "test"
         self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
         if not self.hr_dir.is_dir():
@@ -58,7 +70,7 @@ class BenchmarkDataset(Dataset):
                 f"x{s} expects LR {hw // s}x{hh // s}"
             )
         hr = hr[: h * s, : w * s]
-        return {"name": hr_path.stem, "lr": _chw(lr), "hr": _chw(hr)}
+        return {"name": hr_path.stem, "set": self.name, "lr": _chw(lr), "hr": _chw(hr)}
 
 
 def _chw(img: np.ndarray) -> Tensor:

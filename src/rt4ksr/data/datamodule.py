@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from rt4ksr.data.benchmark import BenchmarkDataset
 from rt4ksr.data.degradation import MatlabBicubic
@@ -27,6 +27,24 @@ def random_dihedral(x: Tensor) -> Tensor:
     if x.shape[-1] == x.shape[-2]:
         x = torch.where(flips[:, 2], x.transpose(-1, -2), x)
     return x
+
+
+class ShardSampler(DistributedSampler):
+    """Indices rank, rank + world, ... of a dataset: disjoint shares whose union is every item once.
+
+    Unlike ``DistributedSampler`` it pads nothing, so no image is counted twice. Being one, it is kept as is
+    by Lightning, which would otherwise wrap it in a padding distributed sampler.
+    """
+
+    def __init__(self, length: int, rank: int = 0, world: int = 1) -> None:  # no process group needed
+        self.rank, self.num_replicas, self.epoch, self.shuffle = rank, world, 0, False
+        self.indices = list(range(rank, length, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class SRDataModule(L.LightningDataModule):
@@ -51,6 +69,8 @@ class SRDataModule(L.LightningDataModule):
         benchmarks: Sequence[str] = ("set5", "set14", "b100", "urban100"),
         testsets_dir: str | Path | None = None,
         lr_cache_dir: str | Path | None = None,
+        extra_benchmarks: Mapping[str, Mapping[str, Any]] | None = None,
+        val_workers: int = 1,
         pin_memory: bool = True,
         persistent_workers: bool = True,
     ) -> None:
@@ -61,6 +81,9 @@ class SRDataModule(L.LightningDataModule):
         self.degradation = degradation if degradation is not None else MatlabBicubic(scale)
         self.augment = augment
         self.benchmarks, self.testsets_dir, self.lr_cache_dir = list(benchmarks), testsets_dir, lr_cache_dir
+        self.extra_benchmarks = {k: dict(v) for k, v in (extra_benchmarks or {}).items()}
+        self.val_workers = val_workers
+        self._val_sets: list[BenchmarkDataset] | None = None
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_dataset: HRCrops | None = None
         self.skipped = 0  # unreadable training images met so far (summed over batches)
@@ -107,10 +130,33 @@ class SRDataModule(L.LightningDataModule):
                           persistent_workers=self.persistent_workers and self.num_workers > 0)
 
     def benchmark_datasets(self) -> list[BenchmarkDataset]:
-        """The validation sets (LR generated into the cache for HR-only sets)."""
-        if self.testsets_dir is None:
-            return []
-        return [BenchmarkDataset(self.testsets_dir, n, self.scale, self.lr_cache_dir) for n in self.benchmarks]
+        """The validation sets: ``benchmarks`` by name (a missing one is skipped with a warning) and
+        ``extra_benchmarks`` given as HR files; LR images of HR-only sets are generated into the cache."""
+        if self._val_sets is not None:
+            return self._val_sets
+        sets = []
+        for name in self.benchmarks if self.testsets_dir is not None else []:
+            try:
+                sets.append(BenchmarkDataset(self.testsets_dir, name, self.scale, self.lr_cache_dir))
+            except FileNotFoundError as e:
+                log.warning("validation set %s skipped: %s", name, e)
+        for name, spec in self.extra_benchmarks.items():
+            files = scan_folder(spec["dir"], spec.get("files"), recursive=False)
+            sets.append(BenchmarkDataset(None, name, self.scale, self.lr_cache_dir, hr_files=files))
+        self._val_sets = sets
+        return sets
+
+    @property
+    def val_names(self) -> list[str]:
+        return [ds.name for ds in self.benchmark_datasets()]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per set, batch 1 (sizes differ); each rank takes its own share of the images, without the
+        padding a DistributedSampler adds, so the reduced means are exact."""
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return [DataLoader(ds, batch_size=1, sampler=ShardSampler(len(ds), rank, world), num_workers=self.val_workers)
+                for ds in self.benchmark_datasets()]
 
     @torch.no_grad()
     def make_pairs(self, hr_u8: Tensor) -> dict[str, Tensor]:

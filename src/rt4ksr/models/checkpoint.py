@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from rt4ksr.models.rtsrn import RTSRN
 
-# prefixes that wrappers add to the network's own keys: DataParallel/DDP, our LightningModule, torch.compile
-_PREFIXES = ("module.", "model.", "_orig_mod.")
+# prefixes that wrappers add to the network's own keys: DataParallel/DDP, LightningModules, torch.compile
+_PREFIXES = ("module.", "net.", "model.", "_orig_mod.")
+_EMA = "ema.module."
 
 
 class CheckpointMismatchError(ValueError):
@@ -20,7 +21,8 @@ class CheckpointMismatchError(ValueError):
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The network weights in any supported file, with wrapper prefixes removed."""
+    """The network weights in any supported file, with wrapper prefixes removed (the EMA weights when a
+    Lightning checkpoint has them)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -29,7 +31,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         obj = obj["state_dict"]  # official (epoch, state_dict, optimizer, ...) and Lightning checkpoints
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointMismatchError(f"{path} holds no state dict of tensors")
-    return {_strip(k): v for k, v in obj.items() if not k.startswith(("ema.", "model_ema."))}
+    if any(k.startswith(_EMA) for k in obj):  # a run with an EMA validated (and keeps) the averaged weights
+        return {_strip(k[len(_EMA):]): v for k, v in obj.items() if k.startswith(_EMA)}
+    return {_strip(k): v for k, v in obj.items() if not k.startswith("ema.")}
 
 
 def _strip(key: str) -> str:

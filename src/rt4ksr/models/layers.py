@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import torch
 from torch import Tensor, nn
 
@@ -86,3 +87,10 @@ def pad_with_bias(x: Tensor, bias: Tensor) -> Tensor:
     out = bias.view(1, -1, 1, 1).expand(n, c, h + 2, w + 2).clone()
     out[:, :, 1:-1, 1:-1] = x
     return out
+
+
+class HighPass(nn.Module):
+    """x minus its 5x5, sigma-1 Gaussian blur (reflect borders): the paper's notion of high frequency."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x - kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0), border_type="reflect")

@@ -7,23 +7,16 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rt4ksr.models.blocks import ExpandResConv, SimplifiedNAFBlock
-from rt4ksr.models.layers import LayerNorm2d, make_activation
+from rt4ksr.models.layers import HighPass, LayerNorm2d, make_activation
 from rt4ksr.models.reparam import deploy_
 
 TYPES = ("base", "rep")
-
-
-class HighPass(nn.Module):
-    """x minus its 5x5, sigma-1 Gaussian blur (reflect borders): the paper's high-frequency input."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x - kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0), border_type="reflect")
+SKIPS = ("none", "nearest", "bicubic")
 
 
 class RTSRN(nn.Module):
@@ -52,6 +45,7 @@ class RTSRN(nn.Module):
         residual: bool = False,
         squeeze: bool = False,
         eca_gamma: float = 0.0,
+        global_skip: str = "none",
         is_train: bool = True,
         num_channels: int = 3,
     ) -> None:
@@ -60,11 +54,13 @@ class RTSRN(nn.Module):
             raise ValueError(f"type must be one of {TYPES}, got {type!r}")
         if scale < 1 or downscaling < 1:
             raise ValueError(f"scale and downscaling must be >= 1, got {scale} and {downscaling}")
+        if global_skip not in SKIPS:
+            raise ValueError(f"global_skip must be one of {SKIPS}, got {global_skip!r}")
         if forget and not use_hfb:
             raise ValueError("forget gates the high-frequency branch: it needs use_hfb=true")
         make_activation(act_type)  # fail early on an unknown activation
         self.config = _config_of(locals())
-        self.scale, self.multiple, self.forget = scale, downscaling, forget
+        self.scale, self.multiple, self.forget, self.global_skip = scale, downscaling, forget, global_skip
         c = feature_channels
         d_in = downscaling if unshuffle else 1
 
@@ -78,6 +74,9 @@ class RTSRN(nn.Module):
             self.gamma = nn.Parameter(torch.zeros(1))
             self.highpass = HighPass() if use_gaussian else nn.Identity()
             self.hfb = nn.Sequential(conv3x3(), make_activation(act_type))
+            if not forget:  # dead: no gradient ever reaches it; frozen so that optimizers and DDP skip it
+                for p in (self.gamma, *self.hfb.parameters()):
+                    p.requires_grad_(False)
         self.body = nn.Sequential(*(
             baseblock(channels=c, act_type=act_type, layernorm=layernorm, residual=residual,
                       squeeze=squeeze, eca_gamma=eca_gamma)
@@ -86,6 +85,9 @@ class RTSRN(nn.Module):
         self.tail = nn.Sequential(LayerNorm2d(c) if layernorm else nn.Identity(), conv3x3())
         up = scale * downscaling
         self.upsample = nn.Sequential(nn.Conv2d(c, num_channels * up**2, 3, padding=1), nn.PixelShuffle(up))
+        if global_skip != "none":  # start exactly at the interpolated input; the network learns the residual
+            nn.init.zeros_(self.upsample[0].weight)
+            nn.init.zeros_(self.upsample[0].bias)
         if not is_train:
             self._to_deploy_()
 
@@ -102,6 +104,9 @@ class RTSRN(nn.Module):
             hf = self.hfb(self.head(self.down(self.highpass(x))))
             feats = self.gamma * feats + hf
         out = self.upsample(self.tail(feats))
+        if self.global_skip != "none":  # the network learns a residual over an interpolated input
+            out = out + F.interpolate(x, scale_factor=self.scale, mode=self.global_skip,
+                                      **({"align_corners": False} if self.global_skip == "bicubic" else {}))
         return out[..., : h * self.scale, : w * self.scale]
 
     def to_deploy(self) -> RTSRN:
