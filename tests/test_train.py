@@ -151,7 +151,8 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
     root, train_dir, testsets = tiny
     overrides = [o for o in tiny_train_overrides(root, train_dir, testsets) if not o.startswith("hydra.run")]
     proc = run_cli("-m", "model/baseblock=base,simplified", "trainer.max_epochs=1",
-                   f"hydra.sweep.dir={root / 'sweep'}", *overrides, "logger=wandb")
+                   f"hydra.sweep.dir={root / 'sweep'}", *overrides, "logger=wandb",
+                   "callbacks.fuse_validate_time.log_images=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((root / "sweep").glob("*/metrics.json"))
     assert len(runs) == 2
@@ -167,8 +168,7 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
 def test_ddp_with_two_cpu_processes(tiny):
     root, train_dir, testsets = tiny
     overrides = tiny_train_overrides(root, train_dir, testsets, "ddp")
-    proc = run_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-                   *overrides)
+    proc = run_cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((root / "ddp" / "metrics.json").read_text())
     rows = (root / "ddp" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -188,3 +188,12 @@ def test_optuna_search_runs_trials(tiny):
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = (root / "optuna" / "optimization_results.yaml").read_text()
     assert "best_value" in best and len(list((root / "optuna").glob("*/metrics.json"))) == 2
+
+
+def test_quickstart_main_job(tmp_path):
+    """The README's main-job command, shortened to one epoch."""
+    proc = run_cli("experiment=quickstart", "trainer.max_epochs=1", "data.repeats=2", f"hydra.run.dir={tmp_path}",
+                   f"paths.cache_dir={tmp_path / 'cache'}", "trainer.enable_progress_bar=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["benchmarks"]["sample_val"]["n"] == 2 and (tmp_path / "deploy_best.pth").is_file()

@@ -8,37 +8,23 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
-from torch import nn
 
 from rt4ksr.config import CONFIG_DIR, resolve_device
 from rt4ksr.evaluation import evaluate_benchmarks, format_table
-from rt4ksr.models import load_into, read_state_dict, reparameterize
-from rt4ksr.models.checkpoint import is_deploy_state
+from rt4ksr.inference import build_model
 
 log = logging.getLogger(__name__)
-
-
-def build_model(model_cfg: DictConfig, ckpt_path: str | None) -> nn.Module:
-    """The configured network in deploy form, with the checkpoint's weights (training or fused form)."""
-    if ckpt_path is None:
-        log.warning("no ckpt_path: evaluating randomly initialised weights")
-        return reparameterize(instantiate(model_cfg))
-    path = to_absolute_path(ckpt_path)
-    state = read_state_dict(path)
-    model = instantiate(model_cfg, is_train=not is_deploy_state(state))
-    load_into(model, state, path)
-    return reparameterize(model)
 
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate and return ``{set: {psnr_y, ssim_y, n}}``; also writes ``metrics_file`` when set."""
     device = resolve_device(cfg.device)
     model = build_model(cfg.model, cfg.ckpt_path).to(device)
-    results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, cfg.model.scale,
+    results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, model.scale,
                                   progress=cfg.progress, lr_cache_dir=cfg.data.lr_cache_dir)
-    print(format_table(results, cfg.model.scale))
+    print(format_table(results, model.scale))
     if cfg.metrics_file:
         out = Path(to_absolute_path(cfg.metrics_file))
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,1 @@
-"""Benchmarks: ``python -m rt4ksr.benchmark data`` (loader and degradation throughput)."""
+"""Benchmarks: ``python -m rt4ksr.benchmark`` (inference speed) and ``... benchmark data`` (data side)."""

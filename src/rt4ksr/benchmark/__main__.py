@@ -1,16 +1,16 @@
-"""``python -m rt4ksr.benchmark <data> [overrides]``."""
+"""``python -m rt4ksr.benchmark [overrides]`` (model speed) and ``python -m rt4ksr.benchmark data [overrides]``."""
 
 import sys
 
-COMMANDS = ("data",)
-
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: python -m rt4ksr.benchmark {{{'|'.join(COMMANDS)}}} [key=value ...]")
-    command = sys.argv.pop(1)
-    if command == "data":
+    if len(sys.argv) > 1 and sys.argv[1] == "data":
+        sys.argv.pop(1)
         from rt4ksr.benchmark.data import main as run
+    else:
+        if len(sys.argv) > 1 and sys.argv[1] == "model":
+            sys.argv.pop(1)
+        from rt4ksr.benchmark.model import main as run
     run()
 
 

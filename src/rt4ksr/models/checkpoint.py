@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # official (epoch, state_dict, optimizer, ...) and Lightning checkpoints
@@ -34,6 +39,20 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if any(k.startswith(_EMA) for k in obj):  # a run with an EMA validated (and keeps) the averaged weights
         return {_strip(k[len(_EMA):]): v for k, v in obj.items() if k.startswith(_EMA)}
     return {_strip(k): v for k, v in obj.items() if not k.startswith("ema.")}
+
+
+def read_config(path: str | Path) -> dict | None:
+    """The model config a file carries (``deploy_best.pth``, exports), or None."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["rt4ksr_config"]) if "rt4ksr_config" in meta else None
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = obj.get("config") if isinstance(obj, Mapping) else None
+    return dict(cfg) if isinstance(cfg, Mapping) else None
 
 
 def _strip(key: str) -> str:

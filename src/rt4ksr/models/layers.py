@@ -33,10 +33,13 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        y = (x - mu) * torch.rsqrt(var + self.eps)
-        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        # statistics in at least fp32: in fp16 the variance loses precision (and eps=1e-6 underflows)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        mu = xf.mean(1, keepdim=True)
+        var = (xf - mu).pow(2).mean(1, keepdim=True)
+        y = (xf - mu) * torch.rsqrt(var + self.eps)
+        y = y * self.weight.view(1, -1, 1, 1).to(y.dtype) + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        return y.to(x.dtype)
 
 
 class ECA(nn.Module):

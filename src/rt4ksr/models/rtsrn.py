@@ -97,7 +97,7 @@ class RTSRN(nn.Module):
                              f"got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw:
+        if ph or pw or torch.jit.is_tracing():  # traced graphs (ONNX, TorchScript) pad for every input size
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         feats = self.body(self.head(self.down(x)))
         if self.forget:

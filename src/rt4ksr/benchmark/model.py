@@ -1,0 +1,166 @@
+"""Inference speed of every execution path, 1080p->4K (x2) / 720p->4K (x3), and the fp16 quality check."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.data.benchmark import BenchmarkDataset
+from rt4ksr.inference import build_model
+from rt4ksr.metrics import y_psnr_ssim
+from rt4ksr.models import load_into, read_state_dict
+from rt4ksr.models.checkpoint import is_deploy_state
+from rt4ksr.timing import measure_ms, uhd_input
+
+log = logging.getLogger(__name__)
+
+MODES = ("train_fp32", "deploy_fp32", "deploy_fp16", "deploy_fp16_cl", "compile", "kernels", "onnxruntime_cpu")
+
+
+def _runner(model: nn.Module, device: torch.device, batch: int, size: tuple[int, int], half: bool,
+            channels_last: bool) -> Callable[[], Any]:
+    dtype = torch.float16 if half else torch.float32
+    m = model.eval().to(device=device, dtype=dtype)
+    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> Any:
+        with torch.inference_mode():
+            return m(x)
+
+    return run
+
+
+def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path) -> Callable[[], Any]:
+    import onnxruntime as ort
+
+    from rt4ksr.export import export_onnx
+
+    path = export_onnx(deploy.cpu().float(), tmp / "model.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
+    return lambda: sess.run(None, {"lr": x})
+
+
+def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.device, size: tuple[int, int],
+              batches: list[int], modes: list[str], warmup: int, repeats: int) -> list[dict[str, Any]]:
+    """One row per (mode, batch): median and spread of ms per batch, FPS; modes that cannot run here say why."""
+    rows = []
+    cuda = device.type == "cuda"
+    tmp = Path(tempfile.mkdtemp(prefix="rt4ksr-bench-"))
+    for mode in modes:
+        for batch in batches:
+            row: dict[str, Any] = {"mode": mode, "batch": batch, "height": size[0], "width": size[1],
+                                   "device": torch.cuda.get_device_name(device) if cuda else "cpu"}
+            try:
+                dev = device
+                if mode == "train_fp32":
+                    if train_model is None:
+                        raise RuntimeError("the checkpoint holds fused weights only")
+                    fn = _runner(train_model, device, batch, size, False, False)
+                elif mode == "deploy_fp32":
+                    fn = _runner(deploy, device, batch, size, False, False)
+                elif mode in ("deploy_fp16", "deploy_fp16_cl"):
+                    if not cuda:
+                        raise RuntimeError("fp16 inference is a GPU path")
+                    fn = _runner(deploy, device, batch, size, True, mode == "deploy_fp16_cl")
+                elif mode == "compile":
+                    compiled = torch.compile(deploy.to(device), mode="max-autotune")
+                    fn = _runner(compiled, device, batch, size, cuda, cuda)
+                elif mode == "kernels":
+                    raise RuntimeError("no fused project kernels in this version")
+                elif mode == "onnxruntime_cpu":
+                    dev = torch.device("cpu")
+                    fn = _onnx_runner(deploy, batch, size, tmp)
+                else:
+                    raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+                times = measure_ms(fn, dev, warmup, repeats)
+                ms = statistics.median(times)
+                row.update(ms=ms, spread_ms=max(times) - min(times), fps=1000.0 * batch / ms)
+                if mode == "onnxruntime_cpu":
+                    row["device"] = "cpu (onnxruntime)"
+            except (RuntimeError, ImportError) as e:
+                row["skipped"] = str(e).splitlines()[0]
+            rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def fp16_psnr_loss(deploy: nn.Module, device: torch.device, testsets_dir: str, names: list[str], scale: int,
+                   lr_cache_dir: str | None = None) -> dict[str, float]:
+    """Mean Y-PSNR of the fp16 output against the fp32 deploy output (as reference) and against HR, per set."""
+    m32 = deploy.to(device).float().eval()
+    m16 = copy.deepcopy(m32).half()
+    out = {}
+    for name in names:
+        ds = BenchmarkDataset(testsets_dir, name, scale, lr_cache_dir)
+        p32, p16 = [], []
+        for i in range(len(ds)):
+            item = ds[i]
+            lr = item["lr"][None].to(device).float() / 255
+            hr = item["hr"][None].to(device)
+            p32 += y_psnr_ssim(m32(lr), hr, scale)[0]
+            p16 += y_psnr_ssim(m16(lr.half()).float(), hr, scale)[0]
+        out[name] = {"psnr_fp32": sum(p32) / len(p32), "psnr_fp16": sum(p16) / len(p16)}
+        out[name]["loss_db"] = out[name]["psnr_fp32"] - out[name]["psnr_fp16"]
+    return out
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'mode':<18} {'batch':>5} {'input':>11} {'ms/batch':>10} {'spread':>8} {'FPS':>9}  device"]
+    for r in rows:
+        size = f"{r['width']}x{r['height']}"
+        if "skipped" in r:
+            lines.append(f"{r['mode']:<18} {r['batch']:>5} {size:>11} {'-':>10} {'-':>8} {'-':>9}  "
+                         f"skipped: {r['skipped']}")
+        else:
+            lines.append(f"{r['mode']:<18} {r['batch']:>5} {size:>11} {r['ms']:>10.3f} {r['spread_ms']:>8.3f} "
+                         f"{r['fps']:>9.1f}  {r['device']}")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    device = resolve_device(cfg.device)
+    deploy = build_model(cfg.model, cfg.ckpt_path)
+    train_model = None
+    if cfg.ckpt_path is None:
+        train_model = instantiate(cfg.model)
+    else:
+        state = read_state_dict(hydra.utils.to_absolute_path(cfg.ckpt_path))
+        if not is_deploy_state(state):
+            train_model = load_into(instantiate(cfg.model), state)
+    scale = deploy.scale
+    size = tuple(uhd_input(scale)) if device.type == "cuda" else tuple(cfg.cpu_size[str(scale)])
+    rows = benchmark(train_model, deploy, device, size, list(cfg.batch_sizes), list(cfg.modes), cfg.warmup,
+                     cfg.repeats if device.type == "cuda" else cfg.cpu_repeats)
+    print(format_rows(rows))
+    report: dict[str, Any] = {"scale": scale, "rows": rows}
+    if cfg.fp16_check and Path(cfg.data.testsets_dir).is_dir():
+        check = fp16_psnr_loss(deploy, device, cfg.data.testsets_dir, list(cfg.fp16_check_sets), scale,
+                               cfg.data.get("lr_cache_dir"))
+        report["fp16_check"] = check
+        for name, r in check.items():
+            print(f"fp16 vs fp32 on {name}: {r['psnr_fp16']:.4f} vs {r['psnr_fp32']:.4f} dB "
+                  f"(loss {r['loss_db']:.4f} dB)")
+    if cfg.json:
+        Path(hydra.utils.to_absolute_path(cfg.json)).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""rt4ksr.export: ONNX (checked in onnxruntime), TorchScript and safetensors, each carrying the config."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import randomize_
+from rt4ksr.export import export
+from rt4ksr.inference import build_model
+from rt4ksr.models import RTSRN, reparameterize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=[2, 3])
+def deploy(request):
+    return reparameterize(randomize_(RTSRN(scale=request.param, feature_channels=12, num_blocks=2), seed=4))
+
+
+def test_onnx_matches_pytorch_for_any_size(tmp_path, deploy):
+    import onnx
+    import onnxruntime as ort
+
+    path = export(deploy, "onnx", tmp_path / "m.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["rt4ksr_config"])["scale"] == deploy.scale
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 32, 48), (2, 3, 17, 23), (1, 3, 5, 1)]:
+        x = torch.rand(*shape)
+        got = sess.run(None, {"lr": x.numpy()})[0]
+        with torch.no_grad():
+            ref = deploy(x).numpy()
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_onnx_fp16(tmp_path, deploy):
+    import onnxruntime as ort
+
+    path = export(deploy, "onnx", tmp_path / "h.onnx", fp16=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 24, 30)
+    got = sess.run(None, {"lr": x.half().numpy()})[0]
+    assert got.dtype == np.float16
+    with torch.no_grad():
+        ref = deploy.float()(x).numpy()
+    assert np.abs(got.astype(np.float32) - ref).max() <= 2e-2
+
+
+def test_torchscript_generalises_and_carries_config(tmp_path, deploy):
+    path = export(deploy, "torchscript", tmp_path / "m.pt")
+    extra = {"rt4ksr_config.json": ""}
+    ts = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["rt4ksr_config.json"])["scale"] == deploy.scale
+    x = torch.rand(2, 3, 19, 26)
+    with torch.no_grad():
+        torch.testing.assert_close(ts(x), deploy(x), rtol=0, atol=1e-5)
+
+
+def test_safetensors_loads_without_a_model_config(tmp_path, deploy):
+    path = export(deploy, "safetensors", tmp_path / "m.safetensors")
+    again = build_model(None, path)
+    x = torch.rand(1, 3, 16, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), deploy(x), rtol=0, atol=0)
+
+
+def test_export_command_from_an_official_checkpoint(tmp_path):
+    from conftest import official_ckpt
+
+    ckpt = official_ckpt(2)
+    out = tmp_path / "rt4ksr_x2.onnx"
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.export", f"ckpt_path={ckpt}", "format=onnx",
+                           f"output={out}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    from rt4ksr.models import load_official
+
+    ref_model = reparameterize(load_official(ckpt))
+    x = torch.rand(1, 3, 36, 40)
+    with torch.no_grad():
+        assert np.abs(sess.run(None, {"lr": x.numpy()})[0] - ref_model(x).numpy()).max() <= 1e-4
+
+
+def test_bad_format():
+    with pytest.raises(ValueError, match="format must be one of"):
+        export(reparameterize(RTSRN()), "tflite", Path("x"))
