@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import math
 import os
+
+# Triton kernels run in Triton's CPU interpreter in the tests; this must precede the first import of torch
+# (which imports triton). On a GPU machine, TRITON_INTERPRET=0 runs them compiled.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 from pathlib import Path
 
 import pytest

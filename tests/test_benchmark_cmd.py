@@ -21,6 +21,7 @@ def test_modes_on_cpu():
     by = {(r["mode"], r["batch"]): r for r in rows}
     assert by[("deploy_fp32", 2)]["fps"] > 0 and by[("onnxruntime_cpu", 1)]["ms"] > 0
     assert "GPU" in by[("deploy_fp16", 1)]["skipped"]
+    assert "TRITON_INTERPRET" in by[("kernels", 1)]["skipped"]
     assert "skipped" in format_rows(rows)
 
 

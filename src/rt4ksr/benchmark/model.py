@@ -46,6 +46,23 @@ def _runner(model: nn.Module, device: torch.device, batch: int, size: tuple[int,
     return run
 
 
+def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tuple[int, int]) -> Callable[[], Any]:
+    """The project's fused Triton kernels (fp16), CUDA only."""
+    if device.type != "cuda":
+        raise RuntimeError("the Triton kernels run on CUDA (their correctness is tested on the CPU with "
+                           "TRITON_INTERPRET=1)")
+    try:
+        from rt4ksr.kernels import TritonRTSRN, supports
+    except ImportError as e:
+        raise RuntimeError(f"triton is not installed ({e})") from e
+    reason = supports(deploy)
+    if reason is not None:
+        raise RuntimeError(reason)
+    fused = TritonRTSRN(deploy.to(device), dtype=torch.float16)
+    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=torch.float16)
+    return lambda: fused(x)
+
+
 def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path) -> Callable[[], Any]:
     import onnxruntime as ort
 
@@ -83,7 +100,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
                     compiled = torch.compile(deploy.to(device), mode="max-autotune")
                     fn = _runner(compiled, device, batch, size, cuda, cuda)
                 elif mode == "kernels":
-                    raise RuntimeError("no fused project kernels in this version")
+                    fn = _kernel_runner(deploy, device, batch, size)
                 elif mode == "onnxruntime_cpu":
                     dev = torch.device("cpu")
                     fn = _onnx_runner(deploy, batch, size, tmp)
