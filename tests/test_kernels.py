@@ -54,3 +54,15 @@ def test_unsupported_models_say_why():
     assert "BaseBlock" in supports(reparameterize(RTSRN(baseblock=BaseBlock)))
     with pytest.raises(ValueError, match="cannot run"):
         TritonRTSRN(RTSRN())
+
+
+def test_upscaler_with_kernels_equals_eager():
+    import numpy as np
+
+    from rt4ksr.inference import Upscaler
+
+    deploy = reparameterize(randomize_(RTSRN(feature_channels=8, num_blocks=1), seed=3))
+    img = np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    a = Upscaler(deploy, torch.device("cpu"))(img)
+    b = Upscaler(deploy, torch.device("cpu"), kernels=True)(img)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

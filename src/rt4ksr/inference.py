@@ -60,7 +60,7 @@ class Upscaler:
     """
 
     def __init__(self, model: nn.Module, device: torch.device, half: bool | None = None, compile: bool = False,
-                 tile: int = 0, overlap: int = 16) -> None:
+                 tile: int = 0, overlap: int = 16, kernels: bool = False) -> None:
         self.device = device
         self.half = device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
@@ -70,6 +70,10 @@ class Upscaler:
             model = model.to(memory_format=torch.channels_last)
         self.scale = model.scale
         self.multiple = getattr(model, "multiple", 1)
+        if kernels:  # the project's fused Triton kernels (CUDA)
+            from rt4ksr.kernels import TritonRTSRN
+
+            model = TritonRTSRN(model, dtype=self.dtype)
         self.model = torch.compile(model, mode="max-autotune") if compile else model
         self.tile, self.overlap = tile, overlap
 

@@ -197,7 +197,8 @@ def upscale_path(up: Upscaler, src: Path, dst: Path, overwrite: bool = False, ba
 def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     model = build_model(cfg.model, cfg.ckpt_path)
-    up = Upscaler(model, device, half=cfg.half, compile=cfg.compile, tile=cfg.tile, overlap=cfg.tile_overlap)
+    up = Upscaler(model, device, half=cfg.half, compile=cfg.compile, tile=cfg.tile, overlap=cfg.tile_overlap,
+                  kernels=cfg.kernels)
     errors = upscale_path(up, Path(to_absolute_path(cfg.input)), Path(to_absolute_path(cfg.output)), cfg.overwrite,
                           cfg.batch_size, cfg.progress)
     if errors:
