@@ -37,7 +37,7 @@ def test_kernels_match_the_deploy_form(case, scale):
         assert (got - ref).abs().max() <= 1e-4, case
 
 
-def test_official_weights(testsets_dir):
+def test_official_weights():
     deploy = reparameterize(load_official(official_ckpt(2)))
     x = torch.rand(1, 3, 12, 18)
     with torch.no_grad():

@@ -124,14 +124,32 @@ def test_cosine_time_budget():
     assert sched.factor(0.55) == pytest.approx(0.5) and sched.factor(2.0) == pytest.approx(0.0)
 
 
-def test_every_train_config_group_option_composes():
+def test_every_train_config_group_option_composes_and_instantiates(tmp_path):
+    from hydra.utils import instantiate
+
     cfg = compose("train", ["experiment=quickstart"])
     assert cfg.data.train_sets.sample.enabled and cfg.trainer.accelerator == "cpu"
+    params = [torch.nn.Parameter(torch.zeros(1))]
     for group in ("trainer", "loss", "optimizer", "scheduler", "callbacks", "logger", "experiment"):
         for f in sorted((ROOT / "configs" / group).glob("*.yaml")):
             extra = ["trainer.max_time=00:00:01:00"] if f.stem == "cosine_time" else []
             extra += ["scheduler.total_steps=10"] if f.stem == "onecycle" else []
-            OmegaConf.to_container(compose("train", [f"{group}={f.stem}", *extra]).model)  # composes
+            extra += ["trainer.accelerator=cpu", "trainer.devices=1"] if f.stem in ("gpu", "ddp") else []
+            cfg = compose("train", [f"{group}={f.stem}", f"hydra.run.dir={tmp_path}", *extra])
+            node = cfg.get(group)
+            if group == "experiment" or not node:
+                continue
+            if group == "optimizer":
+                instantiate(node)(params=params)
+            elif group == "scheduler":
+                instantiate(node)(optimizer=torch.optim.SGD(params, lr=0.1))
+            elif group in ("callbacks", "logger"):
+                for sub in node.values():
+                    instantiate(sub)
+            elif group == "trainer" and f.stem == "ddp":
+                continue  # a DDP trainer is built by the DDP test, in its own processes
+            else:
+                instantiate(node)
 
 
 def test_unknown_config_value_lists_the_options():
