@@ -130,9 +130,10 @@ def test_bad_training_data(tmp_path, caplog):
         items = [dm.train_dataset[i] for i in range(len(dm.train_dataset))]
     assert all(it["hr"].shape == (3, 16, 16) and it["hr"].dtype == torch.uint8 for it in items)
     assert sum(int(it["skipped"]) for it in items) == 1 and caplog.text.count("truncated.png") == 1
-    batch = dm.on_after_batch_transfer({"hr": torch.stack([it["hr"] for it in items]),
-                                        "skipped": torch.stack([it["skipped"] for it in items])}, 0)
-    assert dm.skipped == 1 and batch["lr"].shape[0] == 4
+    batch = dm.on_before_batch_transfer({"hr": torch.stack([it["hr"] for it in items]),
+                                         "skipped": torch.stack([it["skipped"] for it in items])}, 0)
+    batch = dm.on_after_batch_transfer(batch, 0)
+    assert dm.skipped == 1 and batch["lr"].shape[0] == 4 and "skipped" not in batch
 
 
 def test_empty_and_missing_training_sets(tmp_path):

@@ -166,8 +166,13 @@ class SRDataModule(L.LightningDataModule):
             hr = random_dihedral(hr)
         return {"lr": self.degradation(hr).contiguous(), "hr": hr}
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, Mapping) and "skipped" in batch:  # counted on the host: no device sync per step
+            self.skipped += int(batch["skipped"].sum())
+            batch = {k: v for k, v in batch.items() if k != "skipped"}
+        return batch
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, Mapping) and "hr" in batch and "lr" not in batch:  # a training batch of crops
-            self.skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
-            return {**self.make_pairs(batch["hr"]), "skipped": batch.get("skipped")}
+            return self.make_pairs(batch["hr"])
         return batch
