@@ -30,8 +30,11 @@ class SRModule(L.LightningModule):
 
     def __init__(self, net: nn.Module, loss: nn.Module, optimizer: Callable[..., Optimizer],
                  scheduler: Callable[..., Any] | None = None, scheduler_interval: str = "epoch",
-                 ema_decay: float = 0.0) -> None:
+                 ema_decay: float = 0.0, finite_check_every: int = 50) -> None:
         super().__init__()
+        self.finite_check_every = finite_check_every
+        self._nonfinite: Tensor | None = None  # accumulated on the device: no host sync per step
+        self._checked_step = 0
         self.net, self.loss_fn = net, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
@@ -60,11 +63,10 @@ class SRModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         sr = self.net(batch["lr"])
         loss = self.loss_fn(sr, batch["hr"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {self.global_step}, epoch {self.current_epoch}: training "
-                "stopped. The last checkpoint saved before it is intact; resume from it with a lower "
-                "optimizer.lr, gradient clipping (trainer.gradient_clip_val) or 32-bit precision.")
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        if self.finite_check_every <= 1 or (self.global_step + 1) % self.finite_check_every == 0:
+            self.check_finite()
         n = batch["lr"].shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
@@ -74,6 +76,21 @@ class SRModule(L.LightningModule):
             self.log("train/skipped_images", float(dm.skipped), on_step=True, on_epoch=False, batch_size=n)
         return loss
 
+    def check_finite(self) -> None:
+        """Raise if any loss since the last check was NaN or infinite. Called every ``finite_check_every``
+        steps and always before an epoch's checkpoint or validation, so no checkpoint holds broken weights."""
+        step, first = self.global_step, self._checked_step
+        self._checked_step = step + 1
+        if self._nonfinite is not None and bool(self._nonfinite):
+            raise NonFiniteLossError(
+                f"non-finite loss between steps {first} and {step} (epoch {self.current_epoch}): training stopped. "
+                "The last checkpoint saved before it is intact; resume from it with a lower optimizer.lr, gradient "
+                "clipping (trainer.gradient_clip_val) or 32-bit precision.")
+        self._nonfinite = None
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.net)
@@ -81,6 +98,7 @@ class SRModule(L.LightningModule):
     # --- validation: per-image Y-PSNR/SSIM sums, reduced exactly across ranks -------------------------------
 
     def on_validation_epoch_start(self) -> None:
+        self.check_finite()  # a validation precedes a checkpoint
         names = getattr(self.trainer.datamodule, "val_names", [])
         self._val = {n: torch.zeros(3, dtype=torch.float64, device=self.device) for n in names}
 

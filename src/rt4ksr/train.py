@@ -47,7 +47,8 @@ def build_module(cfg: DictConfig) -> SRModule:
         log.info("weights initialised from %s", cfg.init_from)
     return SRModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
                     scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                    scheduler_interval=cfg.get("scheduler_interval", "epoch"), ema_decay=cfg.ema_decay)
+                    scheduler_interval=cfg.get("scheduler_interval", "epoch"), ema_decay=cfg.ema_decay,
+                    finite_check_every=cfg.get("finite_check_every", 50))
 
 
 def finalize(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: Any, out_dir: Path,
