@@ -103,7 +103,7 @@ class SRModule(L.LightningModule):
         self._val = {n: torch.zeros(3, dtype=torch.float64, device=self.device) for n in names}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        net = self.__dict__["_eval_net"] or self.validated_net
+        net = self.__dict__["_eval_net"] if self.__dict__["_eval_net"] is not None else self.validated_net
         lr = batch["lr"].float() / 255.0
         sr = net(lr).float()
         p, s = y_psnr_ssim(sr, batch["hr"], crop=self.scale)
