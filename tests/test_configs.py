@@ -54,3 +54,19 @@ def test_unknown_option_lists_the_choices():
 
     with pytest.raises(MissingConfigException, match="simplified"):
         compose("eval", ["model/baseblock=fancy"])
+
+
+def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
+    from rt4ksr.config import wandb_offline
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_offline() is True  # no key, no login: offline, decided without any network call
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password x\n")
+    assert wandb_offline() is False
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_offline() is True
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    assert wandb_offline() is False
