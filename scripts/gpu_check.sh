@@ -1,34 +1,56 @@
 #!/usr/bin/env bash
-# One GPU session, one call: correctness of the fused kernels on CUDA, speed of every inference path (x2, x3),
-# data-side timing on the GPU, and an 8-minute x2 training run on BSD200.
+# The GPU figures, in as few device calls as possible: `speed` (about 7 minutes: kernel tuning and correctness on
+# CUDA, every inference path at x2 and x3 with torch.compile in the same run, the fp16 checks, data-side timing)
+# and `train` (the 8-minute x2 BSD200 run, then its evaluation). One device session (15 minutes, starts
+# included) holds one of them comfortably; run `speed` first. The device tool brings back at most 8 files, so
+# every step's text and JSON go to $R and, after each step, into $OUT/results.tgz, beside one log, $OUT/log.txt:
+# a step cut by the call's limit still leaves the earlier ones.
 #
 # Prepare on the CPU machine (from the repo root):
 #   ../shared/tools/device-wheels.sh av safetensors onnx onnxruntime
-#   mkdir -p .device && cp -r ../shared/data/testsets/set5 ../shared/data/testsets/set14 .device/ \
-#     && mkdir -p .device/BSD200 && cp -r ../shared/data/BSD200/HR .device/BSD200/ \
+#   mkdir -p .device/data/testsets .device/data/BSD200 \
+#     && cp -r ../shared/data/testsets/set5 ../shared/data/testsets/set14 .device/data/testsets/ \
+#     && cp -r ../shared/data/BSD200/HR .device/data/BSD200/ \
 #     && cp ../shared/checkpoints/official/rt4ksr_x*.pth .device/
-# Then run with the device tool, carrying [".whl", ".device"]:  bash scripts/gpu_check.sh
+# Then with the device tool, carrying [".whl", ".device"], timeout_s 600:
+#   bash scripts/gpu_check.sh speed        (or: train)
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src TRITON_INTERPRET=0 RT4KSR_DATA_DIR=$PWD/.device/data RT4KSR_CACHE_DIR=/tmp/cache
-mkdir -p .device/data/testsets && for s in set5 set14; do [ -e .device/data/testsets/$s ] || ln -s ../../$s .device/data/testsets/$s; done
-[ -e .device/data/BSD200 ] || ln -s ../BSD200 .device/data/BSD200
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-python3 - <<'PY' 2>&1 | tee "$OUT/kernels.txt"
-import torch
-from rt4ksr.kernels import TritonRTSRN
-from rt4ksr.models import load_official, reparameterize
-for s in (2, 3):
-    d = reparameterize(load_official(f".device/rt4ksr_x{s}.pth")).cuda().half()
-    x = torch.rand(1, 3, 1080 if s == 2 else 720, 1920 if s == 2 else 1280, device="cuda", dtype=torch.half)
-    ref = d(x).float(); got = TritonRTSRN(d)(x).float()
-    print(f"x{s}: kernels vs eager fp16 max abs diff {(got - ref).abs().max().item():.4g}")
-PY
-for s in 2 3; do
-  timeout 240 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth json="$OUT/bench_x$s.json" \
-    hydra.run.dir=/tmp 2>&1 | tee "$OUT/bench_x$s.txt"
-done
-timeout 120 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$OUT/data.json" 2>&1 | tail -5 | tee "$OUT/data.txt"
-timeout 600 python3 -m rt4ksr.train experiment=bsd200_x2 trainer=gpu trainer.max_time=00:00:08:00 data.num_workers=8 \
-  data.batch_size=64 data.lr_crop=128 hydra.run.dir="$OUT/train_x2" 2>&1 | tail -8 | tee "$OUT/train.txt"
+stage=${1:-speed}
+OUT=${OUT:-/tmp/out}; R=/tmp/gpu_check; mkdir -p "$OUT" "$R"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+save() { tar -czf "$OUT/results.tgz" -C "$R" .; }
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} TRITON_INTERPRET=0 PYTHONUNBUFFERED=1
+export RT4KSR_DATA_DIR=$PWD/.device/data RT4KSR_CACHE_DIR=/tmp/cache
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$R/gpu.txt"
+
+if [ "$stage" = speed ]; then
+  for s in 2 3; do  # 1. tune and check the kernels on this card (fp16 against eager fp16, CUDA graphs, batch 1)
+    timeout 120 python3 scripts/kernel_sweep.py --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
+      --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"; save
+  done
+  for s in 2 3; do  # 2. every path but compile, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5
+    best=$(python3 -c "import json,sys; b=json.load(open(sys.argv[1]))['best']; print(b['fuse'], b['block_p'])" \
+      "$R/sweep_x$s.json" 2>/dev/null || echo "1 64")
+    set -- $best
+    echo "x$s: kernel_options.fuse=$1 kernel_options.block_p=$2" | tee "$R/best_x$s.txt"
+    timeout 120 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
+      modes=[train_fp32,deploy_fp32,deploy_fp16,deploy_fp16_cl,deploy_fp16_graph,kernels,kernels_nograph] \
+      kernel_options.fuse=$1 kernel_options.block_p=$2 json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
+  done
+  for s in 2 3; do  # 3. torch.compile max-autotune in the same run, batch 1, with the chosen kernels beside it
+    set -- $(sed 's/.*fuse=\([0-9]*\).*block_p=\([0-9]*\)/\1 \2/' "$R/best_x$s.txt")
+    timeout 150 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
+      modes=[compile,kernels] batch_sizes=[1] fp16_check=false kernel_options.fuse=$1 kernel_options.block_p=$2 \
+      json="$R/compile_x$s.json" 2>&1 | tee "$R/compile_x$s.txt"; save
+  done
+  # 4. degradation + augmentation on the GPU and the loader (issue 3's share of a training step)
+  timeout 60 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
+    | tee "$R/data.txt"; save
+elif [ "$stage" = train ]; then
+  timeout 570 python3 -m rt4ksr.train experiment=bsd200_x2 trainer=gpu trainer.max_time=00:00:08:00 \
+    data.num_workers=8 data.batch_size=64 data.lr_crop=128 hydra.run.dir=/tmp/train_x2 2>&1 | tee "$R/train.txt"
+  cp /tmp/train_x2/metrics.json /tmp/train_x2/config.yaml "$R/" 2>/dev/null; save
+else
+  echo "usage: gpu_check.sh speed|train" >&2; exit 2
+fi

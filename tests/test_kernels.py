@@ -19,6 +19,8 @@ CASES = {
     "relu_16ch_3blocks": {"act_type": "relu", "feature_channels": 16, "num_blocks": 3},
     "lrelu_downscaling_1": {"act_type": "lrelu", "downscaling": 1, "unshuffle": False},
     "type_base": {"type": "base"},
+    "bicubic_skip": {"global_skip": "bicubic"},  # the bsd200 recipe's network
+    "nearest_skip_residual": {"global_skip": "nearest", "residual": True},
 }
 
 
@@ -66,3 +68,63 @@ def test_upscaler_with_kernels_equals_eager():
     a = Upscaler(deploy, torch.device("cpu"))(img)
     b = Upscaler(deploy, torch.device("cpu"), kernels=True)(img)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+FUSED = [  # (case, layers per launch, region): several tiles per image, more tiles than programs (the
+    # persistent loop), a group shorter than the network with a leftover layer, and one longer than it
+    ("released", 2, (8, 16)),
+    ("nearest_skip_residual", 3, (16, 8)),
+    ("relu_16ch_3blocks", 4, (16, 16)),
+    ("no_layernorm_residual", 8, (32, 32)),
+]
+
+
+@pytest.mark.parametrize("case,fuse,region", FUSED)
+def test_layers_fused_across_a_tile_match(case, fuse, region):
+    kw = {"feature_channels": 8, "num_blocks": 4, **CASES[case]}
+    deploy = reparameterize(randomize_(RTSRN(scale=3, **kw), seed=5))
+    fused = TritonRTSRN(deploy, dtype=torch.float32, block_p=64, fuse=fuse, region=region)
+    x = torch.rand(2, 3, 23, 17)  # odd: padded to a 12 x 9 feature grid
+    with torch.no_grad():
+        ref = deploy(x)
+    got = fused(x)
+    assert (got - ref).abs().max() <= 1e-4
+
+
+def test_bad_fusion_options_say_why():
+    deploy = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
+    for kw in ({"fuse": 0}, {"fuse": 4, "region": (8, 8)}, {"region": (12, 16)}, {"block_p": 48}):
+        with pytest.raises(ValueError, match="power-of-two"):
+            TritonRTSRN(deploy, **kw)
+
+
+def test_kernel_sweep_script_checks_and_picks(tmp_path):
+    """scripts/kernel_sweep.py, the per-card tuner, on the interpreter: every option set is checked against eager."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "kernel_sweep.py"
+    spec = importlib.util.spec_from_file_location("kernel_sweep", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.main(["--global-skip", "bicubic", "--fuse", "1", "2", "--block-p", "32", "--region", "8", "8",
+                     "--size", "5", "7", "--json", str(tmp_path / "s.json")])
+    assert [r["fuse"] for r in rows] == [1, 2] and all(r["ok"] and r["max_abs_diff"] < 1e-4 for r in rows)
+    assert json.loads((tmp_path / "s.json").read_text())["best"]["fuse"] in (1, 2)
+
+
+def test_cuda_graphed_is_the_function_itself_off_cuda():
+    from rt4ksr.inference import cuda_graphed
+
+    fn = torch.nn.Identity()
+    assert cuda_graphed(fn, torch.zeros(1)) is fn
+
+
+def test_layernorms_move_into_the_producers_epilogue_unless_a_residual_needs_the_raw_input():
+    released = TritonRTSRN(reparameterize(RTSRN(feature_channels=8, num_blocks=2)), dtype=torch.float32)
+    assert [(st.ln, st.out_ln) for st in released.stages] == [(False, True)] * 3 + [(False, False)] * 2
+    residual = TritonRTSRN(reparameterize(RTSRN(feature_channels=8, num_blocks=2, residual=True)),
+                           dtype=torch.float32)
+    assert [(st.ln, st.out_ln) for st in residual.stages] == [(False, False), (True, False), (True, True),
+                                                             (False, False), (False, False)]

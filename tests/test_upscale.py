@@ -112,15 +112,21 @@ def test_video_keeps_rate_frames_and_audio(tmp_path, scale, audio):
 
 
 def test_upscale_command_with_a_run_checkpoint(tmp_path):
-    model = RTSRN(feature_channels=8, num_blocks=1)
+    """A run's deploy_best.pth (the bsd200 recipe's bicubic-skip network) needs no model config; the fused
+    kernels (here on Triton's interpreter, layers fused in pairs) give the eager output."""
+    model = randomize_(RTSRN(feature_channels=8, num_blocks=1, global_skip="bicubic"), seed=2)
     deploy = reparameterize(model)
     torch.save({"state_dict": deploy.state_dict(), "config": deploy.config}, tmp_path / "deploy_best.pth")
     write(tmp_path / "img.png", 21, 13)
-    proc = subprocess.run([sys.executable, "-m", "rt4ksr.upscale", f"ckpt_path={tmp_path / 'deploy_best.pth'}",
-                           f"input={tmp_path / 'img.png'}", f"output={tmp_path / 'sr.png'}", "progress=false"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert read_image(tmp_path / "sr.png").shape == (42, 26, 3)
+    outs = []
+    for name, extra in [("eager", []), ("kernels", ["kernels=true", "kernel_options.fuse=2"])]:
+        proc = subprocess.run([sys.executable, "-m", "rt4ksr.upscale", f"ckpt_path={tmp_path / 'deploy_best.pth'}",
+                               f"input={tmp_path / 'img.png'}", f"output={tmp_path / name}.png", "progress=false",
+                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(read_image(tmp_path / f"{name}.png").astype(int))
+    assert outs[0].shape == (42, 26, 3)
+    assert np.abs(outs[0] - outs[1]).max() <= 1
 
 
 def test_build_model_needs_a_config_for_bare_state_dicts(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rt4ksr.config import CONFIG_DIR, resolve_device
@@ -198,7 +198,7 @@ def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     model = build_model(cfg.model, cfg.ckpt_path)
     up = Upscaler(model, device, half=cfg.half, compile=cfg.compile, tile=cfg.tile, overlap=cfg.tile_overlap,
-                  kernels=cfg.kernels)
+                  kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options))
     errors = upscale_path(up, Path(to_absolute_path(cfg.input)), Path(to_absolute_path(cfg.output)), cfg.overwrite,
                           cfg.batch_size, cfg.progress)
     if errors:

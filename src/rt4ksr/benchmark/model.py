@@ -14,12 +14,12 @@ from typing import Any
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rt4ksr.config import CONFIG_DIR, resolve_device
 from rt4ksr.data.benchmark import BenchmarkDataset
-from rt4ksr.inference import build_model
+from rt4ksr.inference import build_model, cuda_graphed
 from rt4ksr.metrics import y_psnr_ssim
 from rt4ksr.models import load_into, read_state_dict
 from rt4ksr.models.checkpoint import is_deploy_state
@@ -27,27 +27,30 @@ from rt4ksr.timing import measure_ms, uhd_input
 
 log = logging.getLogger(__name__)
 
-MODES = ("train_fp32", "deploy_fp32", "deploy_fp16", "deploy_fp16_cl", "compile", "kernels", "onnxruntime_cpu")
+MODES = ("train_fp32", "deploy_fp32", "deploy_fp16", "deploy_fp16_cl", "deploy_fp16_graph", "compile", "kernels",
+         "kernels_nograph", "onnxruntime_cpu")
 
 
 def _runner(model: nn.Module, device: torch.device, batch: int, size: tuple[int, int], half: bool,
-            channels_last: bool) -> Callable[[], Any]:
+            channels_last: bool, graph: bool = False) -> Callable[[], Any]:
     dtype = torch.float16 if half else torch.float32
     m = model.eval().to(device=device, dtype=dtype)
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    fn = cuda_graphed(m, x) if graph else m
 
     def run() -> Any:
         with torch.inference_mode():
-            return m(x)
+            return fn(x)
 
     return run
 
 
-def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tuple[int, int]) -> Callable[[], Any]:
-    """The project's fused Triton kernels (fp16), CUDA only."""
+def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tuple[int, int],
+                   graph: bool, options: dict[str, Any]) -> Callable[[], Any]:
+    """The project's fused Triton kernels (fp16), CUDA only; ``graph``: replayed as one CUDA graph."""
     if device.type != "cuda":
         raise RuntimeError("the Triton kernels run on CUDA (their correctness is tested on the CPU with "
                            "TRITON_INTERPRET=1)")
@@ -58,9 +61,10 @@ def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tu
     reason = supports(deploy)
     if reason is not None:
         raise RuntimeError(reason)
-    fused = TritonRTSRN(deploy.to(device), dtype=torch.float16)
+    fused = TritonRTSRN(deploy.to(device), dtype=torch.float16, **options)
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=torch.float16)
-    return lambda: fused(x)
+    fn = cuda_graphed(fused, x) if graph else fused
+    return lambda: fn(x)
 
 
 def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path) -> Callable[[], Any]:
@@ -75,8 +79,11 @@ def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path
 
 
 def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.device, size: tuple[int, int],
-              batches: list[int], modes: list[str], warmup: int, repeats: int) -> list[dict[str, Any]]:
-    """One row per (mode, batch): median and spread of ms per batch, FPS; modes that cannot run here say why."""
+              batches: list[int], modes: list[str], warmup: int, repeats: int,
+              kernel_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per (mode, batch): median and spread of ms per batch, FPS; modes that cannot run here say why.
+
+    ``kernel_options`` go to ``TritonRTSRN`` (``fuse``, ``block_p``, ``region``, ``programs_per_sm``)."""
     rows = []
     cuda = device.type == "cuda"
     tmp = Path(tempfile.mkdtemp(prefix="rt4ksr-bench-"))
@@ -92,15 +99,15 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
                     fn = _runner(train_model, device, batch, size, False, False)
                 elif mode == "deploy_fp32":
                     fn = _runner(deploy, device, batch, size, False, False)
-                elif mode in ("deploy_fp16", "deploy_fp16_cl"):
+                elif mode in ("deploy_fp16", "deploy_fp16_cl", "deploy_fp16_graph"):
                     if not cuda:
                         raise RuntimeError("fp16 inference is a GPU path")
-                    fn = _runner(deploy, device, batch, size, True, mode == "deploy_fp16_cl")
+                    fn = _runner(deploy, device, batch, size, True, mode != "deploy_fp16", mode == "deploy_fp16_graph")
                 elif mode == "compile":
                     compiled = torch.compile(deploy.to(device), mode="max-autotune")
                     fn = _runner(compiled, device, batch, size, cuda, cuda)
-                elif mode == "kernels":
-                    fn = _kernel_runner(deploy, device, batch, size)
+                elif mode in ("kernels", "kernels_nograph"):
+                    fn = _kernel_runner(deploy, device, batch, size, mode == "kernels", dict(kernel_options or {}))
                 elif mode == "onnxruntime_cpu":
                     dev = torch.device("cpu")
                     fn = _onnx_runner(deploy, batch, size, tmp)
@@ -119,22 +126,41 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
 
 @torch.no_grad()
 def fp16_psnr_loss(deploy: nn.Module, device: torch.device, testsets_dir: str, names: list[str], scale: int,
-                   lr_cache_dir: str | None = None) -> dict[str, float]:
-    """Mean Y-PSNR of the fp16 output against the fp32 deploy output (as reference) and against HR, per set."""
+                   lr_cache_dir: str | None = None, kernel_options: dict[str, Any] | None = None
+                   ) -> dict[str, dict[str, float]]:
+    """Mean Y-PSNR against HR of the fp32 deploy form and of fp16 inference, per set, and the loss in dB.
+
+    On CUDA, when the project's Triton kernels support the model, their fp16 output is checked too
+    (``psnr_kernels``, ``kernels_loss_db``): they are the fast path, so they must keep the quality as well.
+    """
     m32 = deploy.to(device).float().eval()
     m16 = copy.deepcopy(m32).half()
+    fused = None
+    if device.type == "cuda":
+        try:
+            from rt4ksr.kernels import TritonRTSRN, supports
+
+            if supports(m32) is None:
+                fused = TritonRTSRN(copy.deepcopy(m32).half(), dtype=torch.float16, **(kernel_options or {}))
+        except ImportError:
+            pass
     out = {}
     for name in names:
         ds = BenchmarkDataset(testsets_dir, name, scale, lr_cache_dir)
-        p32, p16 = [], []
+        p32, p16, pk = [], [], []
         for i in range(len(ds)):
             item = ds[i]
             lr = item["lr"][None].to(device).float() / 255
             hr = item["hr"][None].to(device)
             p32 += y_psnr_ssim(m32(lr), hr, scale)[0]
             p16 += y_psnr_ssim(m16(lr.half()).float(), hr, scale)[0]
+            if fused is not None:
+                pk += y_psnr_ssim(fused(lr.half()).float(), hr, scale)[0]
         out[name] = {"psnr_fp32": sum(p32) / len(p32), "psnr_fp16": sum(p16) / len(p16)}
         out[name]["loss_db"] = out[name]["psnr_fp32"] - out[name]["psnr_fp16"]
+        if pk:
+            out[name]["psnr_kernels"] = sum(pk) / len(pk)
+            out[name]["kernels_loss_db"] = out[name]["psnr_fp32"] - out[name]["psnr_kernels"]
     return out
 
 
@@ -165,16 +191,19 @@ def main(cfg: DictConfig) -> None:
     scale = deploy.scale
     size = tuple(uhd_input(scale)) if device.type == "cuda" else tuple(cfg.cpu_size[str(scale)])
     rows = benchmark(train_model, deploy, device, size, list(cfg.batch_sizes), list(cfg.modes), cfg.warmup,
-                     cfg.repeats if device.type == "cuda" else cfg.cpu_repeats)
+                     cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
+                     OmegaConf.to_container(cfg.kernel_options))
     print(format_rows(rows))
     report: dict[str, Any] = {"scale": scale, "rows": rows}
     if cfg.fp16_check and Path(cfg.data.testsets_dir).is_dir():
         check = fp16_psnr_loss(deploy, device, cfg.data.testsets_dir, list(cfg.fp16_check_sets), scale,
-                               cfg.data.get("lr_cache_dir"))
+                               cfg.data.get("lr_cache_dir"), OmegaConf.to_container(cfg.kernel_options))
         report["fp16_check"] = check
         for name, r in check.items():
             print(f"fp16 vs fp32 on {name}: {r['psnr_fp16']:.4f} vs {r['psnr_fp32']:.4f} dB "
                   f"(loss {r['loss_db']:.4f} dB)")
+            if "psnr_kernels" in r:
+                print(f"kernels (fp16) on {name}: {r['psnr_kernels']:.4f} dB (loss {r['kernels_loss_db']:.4f} dB)")
     if cfg.json:
         Path(hydra.utils.to_absolute_path(cfg.json)).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -2,10 +2,12 @@
 
 ``TritonRTSRN(deploy_model)`` runs the whole network as one fused launch per layer. It supports the
 released design and its plain variants (simplified blocks without channel attention, any activation,
-LayerNorm on or off, residual on or off, no gate, no global skip); ``supports(model)`` says why not.
+LayerNorm on or off, residual on or off, any global skip, no gate); ``supports(model)`` says why not.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +25,8 @@ def supports(model: nn.Module) -> str | None:
         return "not an RTSRN"
     if not model.is_deploy:
         return "not in deploy form (use rt4ksr.models.reparameterize)"
-    if model.forget or model.global_skip != "none":
-        return "the gated high-frequency branch and global skips have no kernel yet"
+    if model.forget:
+        return "the gated high-frequency branch has no kernel yet"
     if not model.config["unshuffle"] and model.multiple > 1:
         return "strided (non-unshuffle) downscaling has no kernel yet"
     for block in model.body:
@@ -55,32 +57,93 @@ class _Layer:
         self.ln_b = norm.bias.detach().float().contiguous() if self.ln else self.bias
         self.eps = float(norm.eps) if self.ln else 0.0
         self.act, self.residual = act, residual
+        self.out_ln, self.oln_w, self.oln_b, self.out_eps = False, self.bias, self.bias, 0.0
+
+
+def _hoist_norms(layers: list[_Layer]) -> None:
+    """Move each LayerNorm whose layer needs no residual into the previous layer's epilogue.
+
+    A convolution kernel that normalises its input does so for each of its 9 taps, on every pixel it loads:
+    9x the statistics and 9x the elementwise work, on CUDA cores, beside a tiny matmul. The producer has each
+    pixel's channel vector once, in fp32, before rounding: normalising there is cheaper and no less exact, and
+    the zero padding of the normalised map is what the consumer's masked loads give. A layer with a residual
+    keeps its own LayerNorm, since it adds its raw input.
+    """
+    for prev, layer in itertools.pairwise(layers):
+        if layer.ln and not layer.residual and prev.cout == layer.cin:
+            prev.out_ln, prev.oln_w, prev.oln_b, prev.out_eps = True, layer.ln_w, layer.ln_b, layer.eps
+            layer.ln = False
+
+
+class _Group:
+    """Consecutive same-width layers run by one ``fused_layers_kernel`` launch: stacked, padded parameters."""
+
+    def __init__(self, layers: list[_Layer]) -> None:
+        first = layers[0]
+        self.n, self.c, self.c_p = len(layers), first.cin, first.cin_p
+        eps = {la.eps for la in layers if la.ln} | {la.out_eps for la in layers if la.out_ln}
+        if len(eps) > 1:
+            raise ValueError(f"one fused group needs one LayerNorm eps, got {sorted(eps)}")
+        self.eps = eps.pop() if eps else 0.0
+        self.weight = torch.stack([la.weight for la in layers]).contiguous()
+        zeros = torch.zeros(self.c_p, device=first.bias.device)
+        fields = ("bias", "ln_w", "ln_b", "oln_w", "oln_b")
+        pad = [torch.cat([getattr(la, f), zeros[getattr(la, f).numel():]]) for la in layers for f in fields]
+        self.bias, self.ln_w, self.ln_b, self.oln_w, self.oln_b = (
+            torch.stack(pad[i::len(fields)]).contiguous() for i in range(len(fields)))
+        self.act = max(la.act for la in layers)
+        self.masks = {name: sum(1 << k for k, la in enumerate(layers) if getattr(la, attr))
+                      for name, attr in (("LN_MASK", "ln"), ("ACT_MASK", "act"), ("RES_MASK", "residual"),
+                                         ("OUT_LN_MASK", "out_ln"))}
 
 
 class TritonRTSRN(nn.Module):
     """The deploy form as fused Triton launches: head (reads the image through PixelUnshuffle), one launch
     per block (LayerNorm + conv + act [+ x]), tail (LayerNorm + conv), last conv writing the pixel-shuffled,
-    cropped output. fp16 on CUDA by default."""
+    cropped output plus the global skip. fp16 on CUDA by default.
 
-    def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64) -> None:
+    ``fuse`` > 1 runs the blocks and the tail in groups of that many layers per launch
+    (``rt4ksr.kernels.fused``): the feature tile stays on chip between them, at the price of recomputing a
+    halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
+    the persistent grid. Which ``fuse`` is fastest is a property of the card: measure it with
+    ``python -m rt4ksr.benchmark modes=[kernels] kernel_options.fuse=...``.
+    """
+
+    def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64, fuse: int = 1,
+                 region: tuple[int, int] = (32, 32), programs_per_sm: int = 4) -> None:
         super().__init__()
         reason = supports(model)
         if reason is not None:
             raise ValueError(f"TritonRTSRN cannot run this model: {reason}")
+        if fuse < 1 or min(region) <= 2 * fuse or any(r & (r - 1) for r in region) or block_p & (block_p - 1):
+            raise ValueError(f"need fuse >= 1, a power-of-two region larger than 2 * fuse per side and a "
+                             f"power-of-two block_p; got fuse={fuse}, region={tuple(region)}, block_p={block_p}")
         p = next(model.parameters())
         self.dtype = dtype or (torch.float16 if p.is_cuda else torch.float32)
         self.scale, self.down = model.scale, model.multiple
-        self.block_p = block_p
+        self.skip = {"none": 0, "nearest": 1, "bicubic": 2}[model.global_skip]
+        self.block_p, self.region, self.programs_per_sm = block_p, tuple(region), programs_per_sm
         act = _ACTS[type(model.body[0].act)] if len(model.body) else 1
-        self.layers = [_Layer(model.head[0], nn.Identity(), 0, False, self.dtype)]
-        for b in model.body:
-            self.layers.append(_Layer(b.conv1, b.norm, act, b.residual, self.dtype))
-        self.layers.append(_Layer(model.tail[1], model.tail[0], 0, False, self.dtype))
-        self.layers.append(_Layer(model.upsample[0], nn.Identity(), 0, False, self.dtype))
+        middle = [_Layer(b.conv1, b.norm, act, b.residual, self.dtype) for b in model.body]
+        middle.append(_Layer(model.tail[1], model.tail[0], 0, False, self.dtype))
+        head = _Layer(model.head[0], nn.Identity(), 0, False, self.dtype)
+        up = _Layer(model.upsample[0], nn.Identity(), 0, False, self.dtype)
+        _hoist_norms([head, *middle, up])
+        self.stages: list[_Layer | _Group] = [head]
+        for i in range(0, len(middle), fuse):
+            chunk = middle[i:i + fuse]
+            self.stages.append(_Group(chunk) if len(chunk) > 1 else chunk[0])
+        self.stages.append(up)
+
+    def _programs(self, device: torch.device, tiles: int) -> int:
+        if device.type == "cuda":
+            return min(tiles, torch.cuda.get_device_properties(device).multi_processor_count * self.programs_per_sm)
+        return min(tiles, 4)  # the interpreter runs programs one after another
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         from rt4ksr.kernels.conv import conv3x3_kernel
+        from rt4ksr.kernels.fused import fused_layers_kernel
 
         n, c, h, w = x.shape
         d, s = self.down, self.scale
@@ -89,15 +152,29 @@ class TritonRTSRN(nn.Module):
         out = torch.empty(n, c, h * s, w * s, dtype=self.dtype, device=x.device)
         grid = ((n * fh * fw + self.block_p - 1) // self.block_p,)
         feats = x
-        last = len(self.layers) - 1
-        for k, layer in enumerate(self.layers):
-            y = out if k == last else torch.empty(n, fh, fw, layer.cout, dtype=self.dtype, device=x.device)
+        last = len(self.stages) - 1
+        for k, st in enumerate(self.stages):
+            if isinstance(st, _Group):
+                y = torch.empty(n, fh, fw, st.c, dtype=self.dtype, device=x.device)
+                rh, rw = self.region
+                th, tw = -(-fh // (rh - 2 * st.n)), -(-fw // (rw - 2 * st.n))
+                progs = self._programs(x.device, n * th * tw)
+                scratch = torch.empty(progs * 2 * rh * rw * st.c_p, dtype=self.dtype, device=x.device)
+                fused_layers_kernel[(progs,)](
+                    feats, st.weight, st.bias, st.ln_w, st.ln_b, st.oln_w, st.oln_b, y, scratch,
+                    n, fh, fw, th, tw, st.eps, C=st.c, C_P=st.c_p, LAYERS=st.n, ACT=st.act, **st.masks,
+                    RH=rh, RW=rw, BLOCK_P=min(self.block_p, rh * rw), IEEE=self.dtype == torch.float32,
+                )
+                feats = y
+                continue
+            y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
             conv3x3_kernel[grid](
-                feats, layer.weight, layer.bias, layer.ln_w, layer.ln_b, y,
-                n, fh, fw, h, w, h * s, w * s, layer.eps,
-                CIN=layer.cin, CIN_P=layer.cin_p, COUT=layer.cout, COUT_P=layer.cout_p,
+                feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
+                n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
+                CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
                 RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=s * d if k == last else 0,
-                HAS_LN=layer.ln, ACT=layer.act, RESIDUAL=layer.residual, BLOCK_P=self.block_p,
+                HAS_LN=st.ln, ACT=st.act, RESIDUAL=st.residual, BLOCK_P=self.block_p,
+                SKIP=self.skip if k == last else 0, SCALE=s, IEEE=self.dtype == torch.float32, OUT_LN=st.out_ln,
             )
             feats = y
         return out

@@ -1,5 +1,6 @@
 """A fused 3x3 convolution in Triton: optional LayerNorm before, activation and residual after, reading the
-raw image through PixelUnshuffle (head) or writing the output through PixelShuffle (last layer).
+raw image through PixelUnshuffle (head) or writing the output through PixelShuffle (last layer), where it
+also adds the network's global skip (the nearest or bicubic upsampled image, read straight from the input).
 
 Features are NHWC (channel vectors contiguous). Each program takes ``BLOCK_P`` pixels and all output
 channels; the 9 taps are 9 small matmuls (``tl.dot``) accumulated in fp32. The unshuffle, padding,
@@ -14,19 +15,79 @@ import triton
 import triton.language as tl
 
 ACT_NONE, ACT_GELU, ACT_RELU, ACT_LRELU = 0, 1, 2, 3
+SKIP_NONE, SKIP_NEAREST, SKIP_BICUBIC = 0, 1, 2
+
+
+@triton.jit
+def _layernorm(v, m2, w, b, n: tl.constexpr, eps):
+    """LayerNorm over the channels (axis 1) of a (pixels, channels) fp32 tile; masked entries come out 0."""
+    mean = tl.sum(tl.where(m2, v, 0.0), axis=1) / n
+    d = tl.where(m2, v - mean[:, None], 0.0)
+    var = tl.sum(d * d, axis=1) / n
+    return tl.where(m2, d * tl.rsqrt(var + eps)[:, None] * w[None, :] + b[None, :], 0.0)
+
+
+@triton.jit
+def _activate(y, ACT: tl.constexpr):
+    """The block activation on an fp32 tile: 1 GELU (erf), 2 ReLU, 3 LeakyReLU(0.05), else identity."""
+    if ACT == 1:
+        y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
+    elif ACT == 2:
+        y = tl.maximum(y, 0.0)
+    elif ACT == 3:
+        y = tl.where(y >= 0.0, y, 0.05 * y)
+    return y
+
+
+@triton.jit
+def _tap(acc, xv, wv, IEEE: tl.constexpr):
+    """acc + xv @ wv: fp32 weights get exact fp32 products (a GPU's default for fp32 dots is TF32), half
+    weights take the features in their dtype; fp32 accumulation either way."""
+    if IEEE:
+        acc += tl.dot(xv, wv, input_precision="ieee")
+    else:
+        acc += tl.dot(xv.to(wv.dtype), wv)
+    return acc
+
+
+@triton.jit
+def _cubic_weights(t):
+    """PyTorch's bicubic weights (A = -0.75) for taps -1, 0, 1, 2 at fractional offset t."""
+    a = -0.75
+    x0 = t + 1.0
+    x3 = 2.0 - t
+    u = 1.0 - t
+    w0 = ((a * x0 - 5.0 * a) * x0 + 8.0 * a) * x0 - 4.0 * a
+    w1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    w2 = ((a + 2.0) * u - (a + 3.0)) * u * u + 1.0
+    w3 = ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a
+    return w0, w1, w2, w3
+
+
+@triton.jit
+def _bicubic_row(row_ptr, sw0, sw1, sw2, sw3, cw0, cw1, cw2, cw3, mask):
+    v = tl.load(row_ptr + sw0, mask=mask, other=0.0).to(tl.float32) * cw0
+    v += tl.load(row_ptr + sw1, mask=mask, other=0.0).to(tl.float32) * cw1
+    v += tl.load(row_ptr + sw2, mask=mask, other=0.0).to(tl.float32) * cw2
+    v += tl.load(row_ptr + sw3, mask=mask, other=0.0).to(tl.float32) * cw3
+    return v
 
 
 @triton.jit
 def conv3x3_kernel(
-    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr,
+    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, raw_ptr, olnw_ptr, olnb_ptr,
     N, H, W,                      # the feature grid (input and output of the convolution)
-    RAW_H, RAW_W,                 # the raw NCHW image, when RAW_IN > 0
+    RAW_H, RAW_W,                 # the raw NCHW image (read by the head, RAW_IN > 0, and by the global skip)
     OUT_H, OUT_W,                 # the cropped NCHW output, when OUT_SHUFFLE > 0
-    eps,
+    eps, out_eps,
     CIN: tl.constexpr, CIN_P: tl.constexpr, COUT: tl.constexpr, COUT_P: tl.constexpr,
     RAW_IN: tl.constexpr,         # 0: NHWC features in; S > 0: raw NCHW image read through PixelUnshuffle(S)
     OUT_SHUFFLE: tl.constexpr,    # 0: NHWC features out; S > 0: NCHW image written through PixelShuffle(S)
     HAS_LN: tl.constexpr, ACT: tl.constexpr, RESIDUAL: tl.constexpr, BLOCK_P: tl.constexpr,
+    SKIP: tl.constexpr = 0,       # with OUT_SHUFFLE: add the raw image upsampled (1 nearest, 2 bicubic) by SCALE
+    SCALE: tl.constexpr = 1,
+    IEEE: tl.constexpr = False,   # fp32 weights: exact fp32 products instead of TF32
+    OUT_LN: tl.constexpr = False,  # normalise the output with the next layer's LayerNorm (once per pixel, here)
 ):
     pid = tl.program_id(0)
     p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -55,27 +116,22 @@ def conv3x3_kernel(
         else:
             ptrs = x_ptr + ((n * H + hh) * W + ww)[:, None] * CIN + ci[None, :]
         xv = tl.load(ptrs, mask=m2, other=0.0).to(tl.float32)
-        if HAS_LN:
-            mean = tl.sum(xv, axis=1) / CIN
-            d = tl.where(m2, xv - mean[:, None], 0.0)
-            var = tl.sum(d * d, axis=1) / CIN
+        if HAS_LN:  # the convolution zero-pads the normalised map: masked taps stay 0
             lw = tl.load(lnw_ptr + ci, mask=cmask, other=0.0).to(tl.float32)
             lb = tl.load(lnb_ptr + ci, mask=cmask, other=0.0).to(tl.float32)
-            xv = d * tl.rsqrt(var + eps)[:, None] * lw[None, :] + lb[None, :]
-            xv = tl.where(m2, xv, 0.0)  # the convolution zero-pads the normalised map
+            xv = _layernorm(xv, m2, lw, lb, CIN, eps)
         wv = tl.load(w_ptr + (t * CIN_P + ci[:, None]) * COUT_P + co[None, :])
-        acc += tl.dot(xv.to(wv.dtype), wv)
+        acc = _tap(acc, xv, wv, IEEE)
     comask = co < COUT
     y = acc + tl.load(b_ptr + co, mask=comask, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
-        y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
-    elif ACT == 2:
-        y = tl.maximum(y, 0.0)
-    elif ACT == 3:
-        y = tl.where(y >= 0.0, y, 0.05 * y)
+    y = _activate(y, ACT)
     if RESIDUAL:
         res = tl.load(x_ptr + p[:, None] * CIN + co[None, :], mask=pmask[:, None] & comask[None, :], other=0.0)
         y += res.to(tl.float32)
+    if OUT_LN:
+        lw = tl.load(olnw_ptr + co, mask=comask, other=0.0).to(tl.float32)
+        lb = tl.load(olnb_ptr + co, mask=comask, other=0.0).to(tl.float32)
+        y = _layernorm(y, pmask[:, None] & comask[None, :], lw, lb, COUT, out_eps)
     if OUT_SHUFFLE > 0:
         c = co // (OUT_SHUFFLE * OUT_SHUFFLE)
         i = (co % (OUT_SHUFFLE * OUT_SHUFFLE)) // OUT_SHUFFLE
@@ -83,6 +139,38 @@ def conv3x3_kernel(
         oh = h[:, None] * OUT_SHUFFLE + i[None, :]
         ow = w[:, None] * OUT_SHUFFLE + j[None, :]
         omask = pmask[:, None] & comask[None, :] & (oh < OUT_H) & (ow < OUT_W)
+        if SKIP > 0:  # F.interpolate(raw, scale_factor=SCALE, ...) with the input's replicate padding as clamping
+            plane = raw_ptr + (n[:, None] * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c[None, :]) * RAW_H * RAW_W
+            if SKIP == 1:
+                sh = tl.minimum(oh // SCALE, RAW_H - 1)
+                sw = tl.minimum(ow // SCALE, RAW_W - 1)
+                y += tl.load(plane + sh * RAW_W + sw, mask=omask, other=0.0).to(tl.float32)
+            else:
+                fy = (oh.to(tl.float32) + 0.5) / SCALE - 0.5
+                fx = (ow.to(tl.float32) + 0.5) / SCALE - 0.5
+                iy = tl.floor(fy)
+                ix = tl.floor(fx)
+                ry0, ry1, ry2, ry3 = _cubic_weights(fy - iy)
+                cw0, cw1, cw2, cw3 = _cubic_weights(fx - ix)
+                iy = iy.to(tl.int32)
+                ix = ix.to(tl.int32)
+                sw0 = tl.minimum(tl.maximum(ix - 1, 0), RAW_W - 1)
+                sw1 = tl.minimum(tl.maximum(ix, 0), RAW_W - 1)
+                sw2 = tl.minimum(tl.maximum(ix + 1, 0), RAW_W - 1)
+                sw3 = tl.minimum(tl.maximum(ix + 2, 0), RAW_W - 1)
+                skip = tl.zeros((BLOCK_P, COUT_P), dtype=tl.float32)
+                for k in tl.static_range(4):
+                    row = tl.minimum(tl.maximum(iy + (k - 1), 0), RAW_H - 1)
+                    v = _bicubic_row(plane + row * RAW_W, sw0, sw1, sw2, sw3, cw0, cw1, cw2, cw3, omask)
+                    if k == 0:
+                        skip += v * ry0
+                    elif k == 1:
+                        skip += v * ry1
+                    elif k == 2:
+                        skip += v * ry2
+                    else:
+                        skip += v * ry3
+                y += skip
         optrs = y_ptr + ((n[:, None] * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c[None, :]) * OUT_H + oh) * OUT_W + ow
         tl.store(optrs, y.to(y_ptr.dtype.element_ty), mask=omask)
     else:
