@@ -21,6 +21,7 @@ CASES = {
     "type_base": {"type": "base"},
     "bicubic_skip": {"global_skip": "bicubic"},  # the bsd200 recipe's network
     "nearest_skip_residual": {"global_skip": "nearest", "residual": True},
+    "bicubic_skip_downscaling_1": {"global_skip": "bicubic", "downscaling": 1, "unshuffle": False},  # 5x5 taps
 }
 
 
@@ -128,3 +129,21 @@ def test_layernorms_move_into_the_producers_epilogue_unless_a_residual_needs_the
                            dtype=torch.float32)
     assert [(st.ln, st.out_ln) for st in residual.stages] == [(False, False), (True, False), (True, True),
                                                              (False, False), (False, False)]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bicubic"])
+@pytest.mark.parametrize("scale,down", [(2, 1), (2, 2), (3, 2), (4, 2), (3, 4)])
+def test_skip_weights_are_the_interpolation_as_a_convolution(mode, scale, down):
+    """F.interpolate(x) == pixel_shuffle(conv(pixel_unshuffle(replicate-padded x), skip_weights)), float64."""
+    import torch.nn.functional as F
+
+    from rt4ksr.kernels import skip_weights
+
+    k, w = skip_weights(mode, scale, down)
+    x = torch.rand(2, 3, 6 * down, 5 * down, dtype=torch.float64)
+    r = k // 2
+    padded = F.pad(x, (r * down,) * 4, mode="replicate")
+    weight = w.reshape(k, k, w.shape[1], w.shape[2]).permute(3, 2, 0, 1)
+    got = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(padded, down), weight), scale * down)
+    ref = F.interpolate(x, scale_factor=scale, mode=mode, **({"align_corners": False} if mode == "bicubic" else {}))
+    assert (got - ref).abs().max() <= 1e-12

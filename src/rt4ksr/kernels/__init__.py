@@ -8,6 +8,9 @@ LayerNorm on or off, residual on or off, any global skip, no gate); ``supports(m
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +42,49 @@ def supports(model: nn.Module) -> str | None:
 
 def _pad_to(n: int) -> int:
     return max(16, 1 << (n - 1).bit_length())
+
+
+def _cubic(t: float, a: float = -0.75) -> list[float]:
+    """torch's bicubic weights of taps -1, 0, 1, 2 at fractional offset t (upsample_bicubic2d, a = -0.75)."""
+    def near(x: float) -> float:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: float) -> float:
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def skip_weights(mode: str, scale: int, down: int, channels: int = 3) -> tuple[int, Tensor]:
+    """The global skip ``F.interpolate(x, scale_factor=scale, mode=mode)`` as a convolution on the feature grid.
+
+    Output value (c, i, j) of feature pixel (h, w), in PixelShuffle(scale * down) order, is a fixed mix of
+    input pixels near (h * down, w * down): a K x K conv over ``pixel_unshuffle(x, down)``, whose input is
+    replicate-padded (as the network pads its input; torch clamps its bicubic taps the same way). Returns K
+    and the float64 weight (K * K taps, channels * down², channels * (scale * down)²) in the kernels' layout.
+    """
+    up = scale * down
+    taps: list[list[tuple[int, float]]] = []  # per output sub-row: (raw offset from h * down, weight)
+    for i in range(up):
+        if mode == "nearest":
+            taps.append([(i // scale, 1.0)])
+        elif mode == "bicubic":
+            src = (i + 0.5) / scale - 0.5
+            base = math.floor(src)
+            taps.append([(base + m, wt) for m, wt in zip(range(-1, 3), _cubic(src - base), strict=True)])
+        else:
+            raise ValueError(f"no skip weights for mode {mode!r}")
+    reach = max(abs(off // down) for row in taps for off, _ in row)
+    k = 2 * reach + 1
+    weight = torch.zeros(k * k, channels * down * down, channels * up * up, dtype=torch.float64)
+    for c in range(channels):
+        for i, j in itertools.product(range(up), range(up)):
+            co = (c * up + i) * up + j
+            for (ry, wy), (rx, wx) in itertools.product(taps[i], taps[j]):
+                dh, a = divmod(ry, down)
+                dw, b = divmod(rx, down)
+                weight[(dh + reach) * k + dw + reach, (c * down + a) * down + b, co] += wy * wx
+    return k, weight
 
 
 class _Layer:
@@ -97,20 +143,53 @@ class _Group:
                                          ("OUT_LN_MASK", "out_ln"))}
 
 
+def _conv_shape(block_p: int, cout_p: int, reads_image: bool, heavy: bool, num_warps: int | None
+                ) -> tuple[int, int]:
+    """Pixels per program and warps for one conv launch, keeping about 16 accumulators per thread.
+
+    The accumulator tile is BLOCK_P x COUT_P in fp32, spread over the program's threads. Compiled for sm_90
+    (``rt4ksr.kernels.aot``), 64 pixels x 32 channels on 4 warps take 56 registers, but x3's last conv
+    (108 -> 128 channels) at the same shape takes 255 and spills, so wide layers get fewer pixels and more
+    warps. ``heavy`` launches (fp32 operands, or the last conv with the skip's taps on the image) get half the
+    pixels. The head computes an unshuffle address per element: 32 pixels on 8 warps (63 registers, against
+    127 for 64 on 4). ``num_warps`` overrides.
+    """
+    budget = 2048 if heavy else 4096
+    bp = min(block_p, 32 if reads_image else max(16, budget // cout_p))
+    if num_warps is None:
+        num_warps = 8 if reads_image or cout_p >= 64 or bp * cout_p > 2048 else 4
+    return bp, num_warps
+
+
+@dataclass
+class Launch:
+    """One kernel launch: a ``triton.jit`` function, its grid, its runtime arguments, and its compile-time
+    ones (constexprs and ``num_warps``)."""
+
+    kernel: Any
+    grid: tuple[int, ...]
+    args: tuple[Any, ...]
+    meta: dict[str, Any]
+
+    def __call__(self) -> None:
+        self.kernel[self.grid](*self.args, **self.meta)
+
+
 class TritonRTSRN(nn.Module):
     """The deploy form as fused Triton launches: head (reads the image through PixelUnshuffle), one launch
-    per block (LayerNorm + conv + act [+ x]), tail (LayerNorm + conv), last conv writing the pixel-shuffled,
-    cropped output plus the global skip. fp16 on CUDA by default.
+    per block (conv + act [+ x] + the next LayerNorm), tail, last conv writing the pixel-shuffled, cropped
+    output plus the global skip. fp16 on CUDA by default.
 
     ``fuse`` > 1 runs the blocks and the tail in groups of that many layers per launch
     (``rt4ksr.kernels.fused``): the feature tile stays on chip between them, at the price of recomputing a
     halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
-    the persistent grid. Which ``fuse`` is fastest is a property of the card: measure it with
-    ``python -m rt4ksr.benchmark modes=[kernels] kernel_options.fuse=...``.
+    the persistent grid. ``block_p`` (pixels per program, or per chunk of a region) and ``num_warps`` set
+    the register budget, which ``rt4ksr.kernels.aot`` reports for a GPU this machine need not have.
+    Which options are fastest is a property of the card: ``scripts/kernel_sweep.py`` measures them.
     """
 
     def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64, fuse: int = 1,
-                 region: tuple[int, int] = (32, 32), programs_per_sm: int = 4) -> None:
+                 region: tuple[int, int] = (32, 32), programs_per_sm: int = 4, num_warps: int | None = None) -> None:
         super().__init__()
         reason = supports(model)
         if reason is not None:
@@ -121,8 +200,15 @@ class TritonRTSRN(nn.Module):
         p = next(model.parameters())
         self.dtype = dtype or (torch.float16 if p.is_cuda else torch.float32)
         self.scale, self.down = model.scale, model.multiple
-        self.skip = {"none": 0, "nearest": 1, "bicubic": 2}[model.global_skip]
+        self.skip_k, self.skip_w, self.skip_cp = 0, None, 16
+        if model.global_skip != "none":
+            self.skip_k, w = skip_weights(model.global_skip, model.scale, model.multiple)
+            self.skip_cp = _pad_to(w.shape[1])
+            packed = torch.zeros(w.shape[0], self.skip_cp, _pad_to(w.shape[2]), dtype=self.dtype, device=p.device)
+            packed[:, : w.shape[1], : w.shape[2]] = w.to(self.dtype)
+            self.skip_w = packed
         self.block_p, self.region, self.programs_per_sm = block_p, tuple(region), programs_per_sm
+        self.num_warps = num_warps
         act = _ACTS[type(model.body[0].act)] if len(model.body) else 1
         middle = [_Layer(b.conv1, b.norm, act, b.residual, self.dtype) for b in model.body]
         middle.append(_Layer(model.tail[1], model.tail[0], 0, False, self.dtype))
@@ -140,8 +226,11 @@ class TritonRTSRN(nn.Module):
             return min(tiles, torch.cuda.get_device_properties(device).multi_processor_count * self.programs_per_sm)
         return min(tiles, 4)  # the interpreter runs programs one after another
 
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
+    def launches(self, x: Tensor) -> tuple[list[Launch], Tensor]:
+        """The launches that upscale ``x`` (their outputs and scratch allocated), and the output they fill.
+
+        ``forward`` runs them; ``rt4ksr.kernels.aot`` compiles the same list for a GPU it does not have.
+        """
         from rt4ksr.kernels.conv import conv3x3_kernel
         from rt4ksr.kernels.fused import fused_layers_kernel
 
@@ -150,9 +239,8 @@ class TritonRTSRN(nn.Module):
         fh, fw = -(-h // d), -(-w // d)
         x = x.to(self.dtype).contiguous()
         out = torch.empty(n, c, h * s, w * s, dtype=self.dtype, device=x.device)
-        grid = ((n * fh * fw + self.block_p - 1) // self.block_p,)
-        feats = x
-        last = len(self.stages) - 1
+        ieee = self.dtype == torch.float32
+        plan, feats, last = [], x, len(self.stages) - 1
         for k, st in enumerate(self.stages):
             if isinstance(st, _Group):
                 y = torch.empty(n, fh, fw, st.c, dtype=self.dtype, device=x.device)
@@ -160,21 +248,34 @@ class TritonRTSRN(nn.Module):
                 th, tw = -(-fh // (rh - 2 * st.n)), -(-fw // (rw - 2 * st.n))
                 progs = self._programs(x.device, n * th * tw)
                 scratch = torch.empty(progs * 2 * rh * rw * st.c_p, dtype=self.dtype, device=x.device)
-                fused_layers_kernel[(progs,)](
+                plan.append(Launch(fused_layers_kernel, (progs,), (
                     feats, st.weight, st.bias, st.ln_w, st.ln_b, st.oln_w, st.oln_b, y, scratch,
-                    n, fh, fw, th, tw, st.eps, C=st.c, C_P=st.c_p, LAYERS=st.n, ACT=st.act, **st.masks,
-                    RH=rh, RW=rw, BLOCK_P=min(self.block_p, rh * rw), IEEE=self.dtype == torch.float32,
-                )
-                feats = y
-                continue
-            y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
-            conv3x3_kernel[grid](
-                feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
-                n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
-                CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
-                RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=s * d if k == last else 0,
-                HAS_LN=st.ln, ACT=st.act, RESIDUAL=st.residual, BLOCK_P=self.block_p,
-                SKIP=self.skip if k == last else 0, SCALE=s, IEEE=self.dtype == torch.float32, OUT_LN=st.out_ln,
-            )
+                    n, fh, fw, th, tw, st.eps,
+                ), dict(C=st.c, C_P=st.c_p, LAYERS=st.n, ACT=st.act, **st.masks, RH=rh, RW=rw,
+                        BLOCK_P=min(self.block_p, rh * rw, (1024 if ieee else 2048) // st.c_p), IEEE=ieee,
+                        num_warps=self.num_warps or (8 if ieee else 4),
+                        num_stages=1)))  # the default software pipelining of the chunk loop takes 170 kB of smem
+            else:
+                y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
+                heavy = ieee or (k == last and self.skip_k > 0)  # the skip adds its own taps
+                block_p, num_warps = _conv_shape(self.block_p, st.cout_p, k == 0, heavy, self.num_warps)
+                grid = (-(-n * fh * fw // block_p),)
+                plan.append(Launch(conv3x3_kernel, grid, (
+                    feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
+                    self.skip_w if self.skip_w is not None else st.weight,
+                    n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
+                ), dict(CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
+                        RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=s * d if k == last else 0,
+                        HAS_LN=st.ln, ACT=st.act, RESIDUAL=st.residual, BLOCK_P=block_p,
+                        SKIP_K=self.skip_k if k == last else 0, DOWN=d, RAW_C=c, SKIP_CP=self.skip_cp,
+                        OUT_LN=st.out_ln, IEEE=ieee,
+                        num_warps=num_warps)))
             feats = y
+        return plan, out
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        plan, out = self.launches(x)
+        for launch in plan:
+            launch()
         return out

@@ -1,6 +1,11 @@
 """A fused 3x3 convolution in Triton: optional LayerNorm before, activation and residual after, reading the
 raw image through PixelUnshuffle (head) or writing the output through PixelShuffle (last layer), where it
-also adds the network's global skip (the nearest or bicubic upsampled image, read straight from the input).
+also adds the network's global skip.
+
+The skip (nearest or bicubic upsampling of the input) is, for an integer scale, a fixed linear map from a
+small window of the PixelUnshuffled input to the last conv's pixel-shuffle channels: a second convolution
+(``SKIP_K`` x ``SKIP_K`` taps on the unshuffled image, weights from ``rt4ksr.kernels.skip_weights``). It
+runs on the tensor cores beside the main one, instead of 16 gathers per output value.
 
 Features are NHWC (channel vectors contiguous). Each program takes ``BLOCK_P`` pixels and all output
 channels; the 9 taps are 9 small matmuls (``tl.dot``) accumulated in fp32. The unshuffle, padding,
@@ -15,7 +20,6 @@ import triton
 import triton.language as tl
 
 ACT_NONE, ACT_GELU, ACT_RELU, ACT_LRELU = 0, 1, 2, 3
-SKIP_NONE, SKIP_NEAREST, SKIP_BICUBIC = 0, 1, 2
 
 
 @triton.jit
@@ -51,31 +55,8 @@ def _tap(acc, xv, wv, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _cubic_weights(t):
-    """PyTorch's bicubic weights (A = -0.75) for taps -1, 0, 1, 2 at fractional offset t."""
-    a = -0.75
-    x0 = t + 1.0
-    x3 = 2.0 - t
-    u = 1.0 - t
-    w0 = ((a * x0 - 5.0 * a) * x0 + 8.0 * a) * x0 - 4.0 * a
-    w1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
-    w2 = ((a + 2.0) * u - (a + 3.0)) * u * u + 1.0
-    w3 = ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a
-    return w0, w1, w2, w3
-
-
-@triton.jit
-def _bicubic_row(row_ptr, sw0, sw1, sw2, sw3, cw0, cw1, cw2, cw3, mask):
-    v = tl.load(row_ptr + sw0, mask=mask, other=0.0).to(tl.float32) * cw0
-    v += tl.load(row_ptr + sw1, mask=mask, other=0.0).to(tl.float32) * cw1
-    v += tl.load(row_ptr + sw2, mask=mask, other=0.0).to(tl.float32) * cw2
-    v += tl.load(row_ptr + sw3, mask=mask, other=0.0).to(tl.float32) * cw3
-    return v
-
-
-@triton.jit
 def conv3x3_kernel(
-    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, raw_ptr, olnw_ptr, olnb_ptr,
+    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, raw_ptr, olnw_ptr, olnb_ptr, skw_ptr,
     N, H, W,                      # the feature grid (input and output of the convolution)
     RAW_H, RAW_W,                 # the raw NCHW image (read by the head, RAW_IN > 0, and by the global skip)
     OUT_H, OUT_W,                 # the cropped NCHW output, when OUT_SHUFFLE > 0
@@ -84,8 +65,10 @@ def conv3x3_kernel(
     RAW_IN: tl.constexpr,         # 0: NHWC features in; S > 0: raw NCHW image read through PixelUnshuffle(S)
     OUT_SHUFFLE: tl.constexpr,    # 0: NHWC features out; S > 0: NCHW image written through PixelShuffle(S)
     HAS_LN: tl.constexpr, ACT: tl.constexpr, RESIDUAL: tl.constexpr, BLOCK_P: tl.constexpr,
-    SKIP: tl.constexpr = 0,       # with OUT_SHUFFLE: add the raw image upsampled (1 nearest, 2 bicubic) by SCALE
-    SCALE: tl.constexpr = 1,
+    SKIP_K: tl.constexpr = 0,     # > 0: add the skip, a SKIP_K x SKIP_K conv of the unshuffled raw image
+    DOWN: tl.constexpr = 1,       # the unshuffle factor of the skip's input (the feature grid's stride)
+    RAW_C: tl.constexpr = 3,      # image channels
+    SKIP_CP: tl.constexpr = 16,   # RAW_C * DOWN * DOWN padded to a power of two (>= 16)
     IEEE: tl.constexpr = False,   # fp32 weights: exact fp32 products instead of TF32
     OUT_LN: tl.constexpr = False,  # normalise the output with the next layer's LayerNorm (once per pixel, here)
 ):
@@ -122,6 +105,20 @@ def conv3x3_kernel(
             xv = _layernorm(xv, m2, lw, lb, CIN, eps)
         wv = tl.load(w_ptr + (t * CIN_P + ci[:, None]) * COUT_P + co[None, :])
         acc = _tap(acc, xv, wv, IEEE)
+    if SKIP_K > 0:  # the global skip; the input's replicate padding is index clamping, also at the grid's edge
+        ri = tl.arange(0, SKIP_CP)
+        c = ri // (DOWN * DOWN)
+        i = (ri % (DOWN * DOWN)) // DOWN
+        j = ri % DOWN
+        m2 = pmask[:, None] & (ri < RAW_C * DOWN * DOWN)[None, :]
+        for t in tl.static_range(SKIP_K * SKIP_K):
+            rh = (h + (t // SKIP_K - SKIP_K // 2))[:, None] * DOWN + i[None, :]
+            rw = (w + (t % SKIP_K - SKIP_K // 2))[:, None] * DOWN + j[None, :]
+            rh = tl.minimum(tl.maximum(rh, 0), RAW_H - 1)
+            rw = tl.minimum(tl.maximum(rw, 0), RAW_W - 1)
+            v = tl.load(raw_ptr + ((n[:, None] * RAW_C + c[None, :]) * RAW_H + rh) * RAW_W + rw, mask=m2, other=0.0)
+            sw = tl.load(skw_ptr + (t * SKIP_CP + ri[:, None]) * COUT_P + co[None, :])
+            acc = _tap(acc, v.to(tl.float32), sw, IEEE)
     comask = co < COUT
     y = acc + tl.load(b_ptr + co, mask=comask, other=0.0).to(tl.float32)[None, :]
     y = _activate(y, ACT)
@@ -139,38 +136,6 @@ def conv3x3_kernel(
         oh = h[:, None] * OUT_SHUFFLE + i[None, :]
         ow = w[:, None] * OUT_SHUFFLE + j[None, :]
         omask = pmask[:, None] & comask[None, :] & (oh < OUT_H) & (ow < OUT_W)
-        if SKIP > 0:  # F.interpolate(raw, scale_factor=SCALE, ...) with the input's replicate padding as clamping
-            plane = raw_ptr + (n[:, None] * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c[None, :]) * RAW_H * RAW_W
-            if SKIP == 1:
-                sh = tl.minimum(oh // SCALE, RAW_H - 1)
-                sw = tl.minimum(ow // SCALE, RAW_W - 1)
-                y += tl.load(plane + sh * RAW_W + sw, mask=omask, other=0.0).to(tl.float32)
-            else:
-                fy = (oh.to(tl.float32) + 0.5) / SCALE - 0.5
-                fx = (ow.to(tl.float32) + 0.5) / SCALE - 0.5
-                iy = tl.floor(fy)
-                ix = tl.floor(fx)
-                ry0, ry1, ry2, ry3 = _cubic_weights(fy - iy)
-                cw0, cw1, cw2, cw3 = _cubic_weights(fx - ix)
-                iy = iy.to(tl.int32)
-                ix = ix.to(tl.int32)
-                sw0 = tl.minimum(tl.maximum(ix - 1, 0), RAW_W - 1)
-                sw1 = tl.minimum(tl.maximum(ix, 0), RAW_W - 1)
-                sw2 = tl.minimum(tl.maximum(ix + 1, 0), RAW_W - 1)
-                sw3 = tl.minimum(tl.maximum(ix + 2, 0), RAW_W - 1)
-                skip = tl.zeros((BLOCK_P, COUT_P), dtype=tl.float32)
-                for k in tl.static_range(4):
-                    row = tl.minimum(tl.maximum(iy + (k - 1), 0), RAW_H - 1)
-                    v = _bicubic_row(plane + row * RAW_W, sw0, sw1, sw2, sw3, cw0, cw1, cw2, cw3, omask)
-                    if k == 0:
-                        skip += v * ry0
-                    elif k == 1:
-                        skip += v * ry1
-                    elif k == 2:
-                        skip += v * ry2
-                    else:
-                        skip += v * ry3
-                y += skip
         optrs = y_ptr + ((n[:, None] * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c[None, :]) * OUT_H + oh) * OUT_W + ow
         tl.store(optrs, y.to(y_ptr.dtype.element_ty), mask=omask)
     else:
