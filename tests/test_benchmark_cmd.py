@@ -30,6 +30,8 @@ def test_fp16_check_reports_the_loss(tmp_path):
     out = fp16_psnr_loss(reparameterize(RTSRN(feature_channels=8, num_blocks=1)), torch.device("cpu"),
                          str(testsets), ["tiny"], 2)
     assert abs(out["tiny"]["loss_db"]) < 0.05
+    # conftest sets TRITON_INTERPRET=1: the fp16 Triton kernels are checked too, on the interpreter
+    assert abs(out["tiny"]["kernels_loss_db"]) < 0.05
 
 
 def test_benchmark_command_json(tmp_path):
@@ -44,3 +46,15 @@ def test_benchmark_command_json(tmp_path):
     report = json.loads(out.read_text())
     assert {r["mode"] for r in report["rows"]} == {"train_fp32", "deploy_fp32", "onnxruntime_cpu"}
     assert "tiny" in report["fp16_check"]
+
+
+def test_modes_leave_the_model_alone():
+    """Modes cast and reformat copies: an fp16 mode that cast the caller's model in place would make every
+    later mode, and the fp16 check's fp32 reference, run on fp16-rounded weights."""
+    from rt4ksr.benchmark.model import _runner
+
+    deploy = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
+    before = {k: v.clone() for k, v in deploy.state_dict().items()}
+    _runner(deploy, torch.device("cpu"), 1, (8, 8), half=True, channels_last=True)
+    for k, v in deploy.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]) and v.is_contiguous(), k

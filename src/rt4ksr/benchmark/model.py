@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -34,7 +35,7 @@ MODES = ("train_fp32", "deploy_fp32", "deploy_fp16", "deploy_fp16_cl", "deploy_f
 def _runner(model: nn.Module, device: torch.device, batch: int, size: tuple[int, int], half: bool,
             channels_last: bool, graph: bool = False) -> Callable[[], Any]:
     dtype = torch.float16 if half else torch.float32
-    m = model.eval().to(device=device, dtype=dtype)
+    m = copy.deepcopy(model).eval().to(device=device, dtype=dtype)  # the caller's fp32 weights stay untouched
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
@@ -61,7 +62,7 @@ def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tu
     reason = supports(deploy)
     if reason is not None:
         raise RuntimeError(reason)
-    fused = TritonRTSRN(deploy.to(device), dtype=torch.float16, **options)
+    fused = TritonRTSRN(copy.deepcopy(deploy).to(device), dtype=torch.float16, **options)
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=torch.float16)
     fn = cuda_graphed(fused, x) if graph else fused
     return lambda: fn(x)
@@ -72,7 +73,7 @@ def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path
 
     from rt4ksr.export import export_onnx
 
-    path = export_onnx(deploy.cpu().float(), tmp / "model.onnx")
+    path = export_onnx(copy.deepcopy(deploy).cpu().float(), tmp / "model.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
     return lambda: sess.run(None, {"lr": x})
@@ -104,7 +105,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
                         raise RuntimeError("fp16 inference is a GPU path")
                     fn = _runner(deploy, device, batch, size, True, mode != "deploy_fp16", mode == "deploy_fp16_graph")
                 elif mode == "compile":
-                    compiled = torch.compile(deploy.to(device), mode="max-autotune")
+                    compiled = torch.compile(copy.deepcopy(deploy).to(device), mode="max-autotune")
                     fn = _runner(compiled, device, batch, size, cuda, cuda)
                 elif mode in ("kernels", "kernels_nograph"):
                     fn = _kernel_runner(deploy, device, batch, size, mode == "kernels", dict(kernel_options or {}))
@@ -132,11 +133,13 @@ def fp16_psnr_loss(deploy: nn.Module, device: torch.device, testsets_dir: str, n
 
     On CUDA, when the project's Triton kernels support the model, their fp16 output is checked too
     (``psnr_kernels``, ``kernels_loss_db``): they are the fast path, so they must keep the quality as well.
+    On the CPU under ``TRITON_INTERPRET=1`` the interpreter runs them (fp16 storage and fp32 accumulation as
+    on the GPU; slow: minutes for set5).
     """
-    m32 = deploy.to(device).float().eval()
+    m32 = copy.deepcopy(deploy).to(device).float().eval()
     m16 = copy.deepcopy(m32).half()
     fused = None
-    if device.type == "cuda":
+    if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
         try:
             from rt4ksr.kernels import TritonRTSRN, supports
 
