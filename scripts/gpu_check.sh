@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$R/gp
 
 if [ "$stage" = speed ]; then
   for s in 2 3; do  # 1. tune and check the kernels on this card (fp16 against eager fp16, CUDA graphs, batch 1)
-    timeout 120 python3 scripts/kernel_sweep.py --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
+    timeout 120 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
       --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"; save
   done
   for s in 2 3; do  # 2. every path but compile, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5

@@ -99,18 +99,14 @@ def test_bad_fusion_options_say_why():
             TritonRTSRN(deploy, **kw)
 
 
-def test_kernel_sweep_script_checks_and_picks(tmp_path):
-    """scripts/kernel_sweep.py, the per-card tuner, on the interpreter: every option set is checked against eager."""
-    import importlib.util
+def test_kernel_sweep_checks_and_picks(tmp_path):
+    """rt4ksr.kernels.sweep, the per-card tuner, on the interpreter: every option set is checked against eager."""
     import json
-    from pathlib import Path
 
-    path = Path(__file__).parents[1] / "scripts" / "kernel_sweep.py"
-    spec = importlib.util.spec_from_file_location("kernel_sweep", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    rows = mod.main(["--global-skip", "bicubic", "--fuse", "1", "2", "--block-p", "32", "--region", "8", "8",
-                     "--size", "5", "7", "--json", str(tmp_path / "s.json")])
+    from rt4ksr.kernels import sweep
+
+    rows = sweep.main(["--global-skip", "bicubic", "--fuse", "1", "2", "--block-p", "32", "--region", "8", "8",
+                       "--size", "5", "7", "--json", str(tmp_path / "s.json")])
     assert [r["fuse"] for r in rows] == [1, 2] and all(r["ok"] and r["max_abs_diff"] < 1e-4 for r in rows)
     assert json.loads((tmp_path / "s.json").read_text())["best"]["fuse"] in (1, 2)
 

@@ -1,23 +1,28 @@
 """Fused Triton inference for the deploy form of RTSRN (needs the ``triton`` package; GPU for speed).
 
-``TritonRTSRN(deploy_model)`` runs the whole network as one fused launch per layer. It supports the
-released design and its plain variants (simplified blocks without channel attention, any activation,
-LayerNorm on or off, residual on or off, any global skip, no gate); ``supports(model)`` says why not.
+``TritonRTSRN(deploy_model)`` runs the network as one launch per layer (``conv.py``), or with the blocks and
+the tail in groups whose feature tile stays on chip between layers (``fused.py``). Each LayerNorm runs in
+its producer's epilogue, and the global skip runs as a second convolution in the last launch (``skip.py``).
+It supports the released design and its plain variants (simplified blocks without channel attention, any
+activation, LayerNorm on or off, residual on or off, any global skip, no gate); ``supports(model)`` says why
+not. ``aot.py`` compiles the launches for an sm_90 GPU on a machine without one.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from rt4ksr.kernels.skip import skip_weights
 from rt4ksr.models.blocks import SimplifiedNAFBlock
 from rt4ksr.models.layers import LayerNorm2d
 from rt4ksr.models.rtsrn import RTSRN
+
+__all__ = ["Launch", "TritonRTSRN", "skip_weights", "supports"]
 
 _ACTS = {nn.GELU: 1, nn.ReLU: 2, nn.LeakyReLU: 3}
 
@@ -42,49 +47,6 @@ def supports(model: nn.Module) -> str | None:
 
 def _pad_to(n: int) -> int:
     return max(16, 1 << (n - 1).bit_length())
-
-
-def _cubic(t: float, a: float = -0.75) -> list[float]:
-    """torch's bicubic weights of taps -1, 0, 1, 2 at fractional offset t (upsample_bicubic2d, a = -0.75)."""
-    def near(x: float) -> float:
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x: float) -> float:
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
-
-
-def skip_weights(mode: str, scale: int, down: int, channels: int = 3) -> tuple[int, Tensor]:
-    """The global skip ``F.interpolate(x, scale_factor=scale, mode=mode)`` as a convolution on the feature grid.
-
-    Output value (c, i, j) of feature pixel (h, w), in PixelShuffle(scale * down) order, is a fixed mix of
-    input pixels near (h * down, w * down): a K x K conv over ``pixel_unshuffle(x, down)``, whose input is
-    replicate-padded (as the network pads its input; torch clamps its bicubic taps the same way). Returns K
-    and the float64 weight (K * K taps, channels * down², channels * (scale * down)²) in the kernels' layout.
-    """
-    up = scale * down
-    taps: list[list[tuple[int, float]]] = []  # per output sub-row: (raw offset from h * down, weight)
-    for i in range(up):
-        if mode == "nearest":
-            taps.append([(i // scale, 1.0)])
-        elif mode == "bicubic":
-            src = (i + 0.5) / scale - 0.5
-            base = math.floor(src)
-            taps.append([(base + m, wt) for m, wt in zip(range(-1, 3), _cubic(src - base), strict=True)])
-        else:
-            raise ValueError(f"no skip weights for mode {mode!r}")
-    reach = max(abs(off // down) for row in taps for off, _ in row)
-    k = 2 * reach + 1
-    weight = torch.zeros(k * k, channels * down * down, channels * up * up, dtype=torch.float64)
-    for c in range(channels):
-        for i, j in itertools.product(range(up), range(up)):
-            co = (c * up + i) * up + j
-            for (ry, wy), (rx, wx) in itertools.product(taps[i], taps[j]):
-                dh, a = divmod(ry, down)
-                dw, b = divmod(rx, down)
-                weight[(dh + reach) * k + dw + reach, (c * down + a) * down + b, co] += wy * wx
-    return k, weight
 
 
 class _Layer:
@@ -185,7 +147,7 @@ class TritonRTSRN(nn.Module):
     halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
     the persistent grid. ``block_p`` (pixels per program, or per chunk of a region) and ``num_warps`` set
     the register budget, which ``rt4ksr.kernels.aot`` reports for a GPU this machine need not have.
-    Which options are fastest is a property of the card: ``scripts/kernel_sweep.py`` measures them.
+    Which options are fastest is a property of the card: ``python -m rt4ksr.kernels.sweep`` measures them.
     """
 
     def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64, fuse: int = 1,

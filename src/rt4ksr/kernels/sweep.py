@@ -1,7 +1,7 @@
 """Tune the fused Triton kernels for one card: every (fuse, block_p) is checked against the eager deploy form and
 timed at batch 1 in a CUDA graph, on the 4K scenario's input; the fastest correct one is written to JSON.
 
-    python scripts/kernel_sweep.py --ckpt ../shared/checkpoints/official/rt4ksr_x2.pth --scale 2 \
+    python -m rt4ksr.kernels.sweep --ckpt ../shared/checkpoints/official/rt4ksr_x2.pth \
         --fuse 1 2 3 5 --block-p 64 128 --json sweep_x2.json
 
 Then: ``python -m rt4ksr.benchmark kernel_options.fuse=F kernel_options.block_p=B``. Without a GPU it runs on
@@ -14,6 +14,7 @@ import argparse
 import functools
 import itertools
 import json
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise SystemExit("no GPU here: set TRITON_INTERPRET=1 to check the sweep on Triton's interpreter")
     if args.ckpt:
         model = load_official(args.ckpt)
     else:
