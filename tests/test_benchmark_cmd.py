@@ -40,12 +40,15 @@ def test_benchmark_command_json(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark", "model.feature_channels=8", "model.num_blocks=1",
                            "modes=[train_fp32,deploy_fp32,onnxruntime_cpu]", "batch_sizes=[1]", "cpu_repeats=2",
                            "warmup=1", "cpu_size.2=[24,32]", f"data.testsets_dir={testsets}",
-                           "fp16_check_sets=[tiny]", f"json={out}"], capture_output=True, text=True, cwd=ROOT,
+                           "fp16_check_sets=[tiny]", "kernel_options.fuse=2", f"json={out}"],
+                          capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert {r["mode"] for r in report["rows"]} == {"train_fp32", "deploy_fp32", "onnxruntime_cpu"}
     assert "tiny" in report["fp16_check"]
+    assert report["kernel_options"]["fuse"] == 2  # the options behind the kernels' figures
+    assert "kernels_loss_db" in report["fp16_check"]["tiny"]  # on the interpreter here (conftest)
 
 
 def test_modes_leave_the_model_alone():

@@ -197,7 +197,8 @@ def main(cfg: DictConfig) -> None:
                      cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
                      OmegaConf.to_container(cfg.kernel_options))
     print(format_rows(rows))
-    report: dict[str, Any] = {"scale": scale, "rows": rows}
+    report: dict[str, Any] = {"scale": scale, "rows": rows,
+                              "kernel_options": OmegaConf.to_container(cfg.kernel_options)}
     if cfg.fp16_check and Path(cfg.data.testsets_dir).is_dir():
         check = fp16_psnr_loss(deploy, device, cfg.data.testsets_dir, list(cfg.fp16_check_sets), scale,
                                cfg.data.get("lr_cache_dir"), OmegaConf.to_container(cfg.kernel_options))
