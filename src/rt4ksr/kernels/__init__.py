@@ -221,13 +221,15 @@ class TritonRTSRN(nn.Module):
                 y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
                 heavy = ieee or (k == last and self.skip_k > 0)  # the skip adds its own taps
                 block_p, num_warps = _conv_shape(self.block_p, st.cout_p, k == 0, heavy, self.num_warps)
-                grid = (-(-n * fh * fw // block_p),)
+                shuffle = s * d if k == last else 0
+                rows = shuffle > 0 and shuffle & (shuffle - 1) == 0  # x2: 4x4 shuffle, stored in row runs
+                grid = (n * fh * -(-fw // block_p),) if rows else (-(-n * fh * fw // block_p),)
                 plan.append(Launch(conv3x3_kernel, grid, (
                     feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
                     self.skip_w if self.skip_w is not None else st.weight,
                     n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
                 ), dict(CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
-                        RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=s * d if k == last else 0,
+                        RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=shuffle, ROWS=rows,
                         HAS_LN=st.ln, ACT=st.act, RESIDUAL=st.residual, BLOCK_P=block_p,
                         SKIP_K=self.skip_k if k == last else 0, DOWN=d, RAW_C=c, SKIP_CP=self.skip_cp,
                         OUT_LN=st.out_ln, IEEE=ieee,

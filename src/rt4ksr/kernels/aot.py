@@ -71,6 +71,13 @@ def _resources(cubin: bytes) -> dict[str, int]:
     return {k.lower(): int(v) for k, v in fields.items()}
 
 
+def narrowest_store(ptx: str) -> int:
+    """Bytes written by the narrowest global store instruction in ``ptx`` (0 if none): 2 means scattered fp16."""
+    found = re.findall(r"st\.global(?:\.[a-z]+)*?(?:\.v(\d))?\.[bfsu](\d+)", ptx)
+    sizes = [int(v or 1) * int(b) // 8 for v, b in found]
+    return min(sizes, default=0)
+
+
 def occupancy(arch: int, regs: int, shared: int, num_warps: int) -> float:
     """Resident warps over the SM's maximum, from registers (allocated per warp in 256s), threads, shared memory."""
     max_regs, max_threads, max_smem, max_blocks = SM_LIMITS[arch]
@@ -111,7 +118,8 @@ def compile_report(fused: TritonRTSRN, input_shape: tuple[int, int, int, int], a
                      "block_p": meta.get("BLOCK_P"), "cout": meta.get("COUT", meta.get("C")),
                      "layers": meta.get("LAYERS", 1), "regs": res.get("reg"),
                      "spill_bytes": res.get("local", 0) + res.get("stack", 0), "shared": shared,
-                     "occupancy": occupancy(arch, res.get("reg", 0), shared, num_warps)})
+                     "occupancy": occupancy(arch, res.get("reg", 0), shared, num_warps),
+                     "store_bytes": narrowest_store(compiled.asm["ptx"])})
     return rows
 
 

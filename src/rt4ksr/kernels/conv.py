@@ -71,14 +71,24 @@ def conv3x3_kernel(
     SKIP_CP: tl.constexpr = 16,   # RAW_C * DOWN * DOWN padded to a power of two (>= 16)
     IEEE: tl.constexpr = False,   # fp32 weights: exact fp32 products instead of TF32
     OUT_LN: tl.constexpr = False,  # normalise the output with the next layer's LayerNorm (once per pixel, here)
+    ROWS: tl.constexpr = False,   # programs along feature rows (with OUT_SHUFFLE a power of two: vector stores)
 ):
     pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = p < N * H * W
-    n = p // (H * W)
-    hw = p % (H * W)
-    h = hw // W
-    w = hw % W
+    if ROWS:  # each program takes BLOCK_P pixels of one feature row, so its output rows are contiguous runs
+        wb = tl.cdiv(W, BLOCK_P)
+        row = pid // wb
+        w = (pid % wb) * BLOCK_P + tl.arange(0, BLOCK_P)
+        pmask = w < W  # the grid is exactly N * H rows of cdiv(W, BLOCK_P) programs
+        p = row * W + w
+        n = p // (H * W)
+        h = (p % (H * W)) // W
+    else:
+        p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
+        pmask = p < N * H * W
+        n = p // (H * W)
+        hw = p % (H * W)
+        h = hw // W
+        w = hw % W
     ci = tl.arange(0, CIN_P)
     co = tl.arange(0, COUT_P)
     cmask = ci < CIN
@@ -129,7 +139,21 @@ def conv3x3_kernel(
         lw = tl.load(olnw_ptr + co, mask=comask, other=0.0).to(tl.float32)
         lb = tl.load(olnb_ptr + co, mask=comask, other=0.0).to(tl.float32)
         y = _layernorm(y, pmask[:, None] & comask[None, :], lw, lb, COUT, out_eps)
-    if OUT_SHUFFLE > 0:
+    if OUT_SHUFFLE > 0 and ROWS:
+        # (pixel, c * S * S + i * S + j) -> (c * S + i, pixel * S + j): each row of the tile is a contiguous
+        # run of one output row, stored in vectors rather than 2-byte scatters (COUT_P = CP * S * S)
+        CP: tl.constexpr = COUT_P // (OUT_SHUFFLE * OUT_SHUFFLE)
+        t4 = tl.reshape(y.to(y_ptr.dtype.element_ty), (BLOCK_P, CP, OUT_SHUFFLE, OUT_SHUFFLE))
+        t2 = tl.reshape(tl.permute(t4, (1, 2, 0, 3)), (CP * OUT_SHUFFLE, BLOCK_P * OUT_SHUFFLE))
+        rr = tl.arange(0, CP * OUT_SHUFFLE)
+        cc = tl.arange(0, BLOCK_P * OUT_SHUFFLE)
+        c = rr // OUT_SHUFFLE
+        oh = (row % H) * OUT_SHUFFLE + rr % OUT_SHUFFLE
+        ow = (pid % wb) * (BLOCK_P * OUT_SHUFFLE) + cc
+        plane = (row // H) * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c
+        omask = ((c < COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) & (oh < OUT_H))[:, None] & (ow < OUT_W)[None, :]
+        tl.store(y_ptr + (plane * OUT_H + oh)[:, None] * OUT_W + ow[None, :], t2, mask=omask)
+    elif OUT_SHUFFLE > 0:
         c = co // (OUT_SHUFFLE * OUT_SHUFFLE)
         i = (co % (OUT_SHUFFLE * OUT_SHUFFLE)) // OUT_SHUFFLE
         j = co % OUT_SHUFFLE
