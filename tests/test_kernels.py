@@ -92,6 +92,13 @@ def test_layers_fused_across_a_tile_match(case, fuse, region):
     assert (got - ref).abs().max() <= 1e-4
 
 
+def test_outputs_beyond_int32_indexing_are_refused():
+    fused = TritonRTSRN(reparameterize(RTSRN(feature_channels=8, num_blocks=1)), dtype=torch.float16)
+    x = torch.empty(100, 3, 1080, 1920, dtype=torch.float16, device="meta")  # 100 frames of 4K: 2.5e9 values
+    with pytest.raises(ValueError, match="split the batch of 100"):
+        fused.launches(x)
+
+
 def test_bad_fusion_options_say_why():
     deploy = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
     for kw in ({"fuse": 0}, {"fuse": 4, "region": (8, 8)}, {"region": (12, 16)}, {"block_p": 48}):

@@ -200,6 +200,9 @@ class TritonRTSRN(nn.Module):
         d, s = self.down, self.scale
         fh, fw = -(-h // d), -(-w // d)
         x = x.to(self.dtype).contiguous()
+        if n * c * h * s * w * s >= 2**31:  # the kernels index in int32
+            raise ValueError(f"an output of {n * c * h * s * w * s} values is too large for one call (int32 "
+                             f"indexing): split the batch of {n}")
         out = torch.empty(n, c, h * s, w * s, dtype=self.dtype, device=x.device)
         ieee = self.dtype == torch.float32
         plan, feats, last = [], x, len(self.stages) - 1
