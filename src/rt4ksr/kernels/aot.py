@@ -3,8 +3,8 @@
 Triton's interpreter checks the kernels' arithmetic on the CPU, but it runs Python, not the GPU code generator:
 a kernel can pass there and still fail to compile for a GPU, or compile into register spills. The triton wheel
 carries ptxas, so the real compilation runs anywhere. What it reports is each launch's registers per thread,
-spilled bytes, shared memory, and the occupancy they allow on the target. ``block_p`` and ``num_warps`` trade
-these, and speed itself still needs the card:
+spilled bytes, shared memory, the occupancy they allow on the target, and its narrowest global store (2 bytes:
+scattered fp16). ``block_p`` and ``num_warps`` trade these, and speed itself still needs the card:
 
     python -m rt4ksr.kernels.aot --ckpt ../shared/checkpoints/official/rt4ksr_x2.pth --fuse 1 2 --arch 90
 """
