@@ -42,13 +42,17 @@ def test_onnx_matches_pytorch_for_any_size(tmp_path, deploy):
 def test_onnx_fp16(tmp_path, deploy):
     import onnxruntime as ort
 
+    before = {k: v.clone() for k, v in deploy.state_dict().items()}
     path = export(deploy, "onnx", tmp_path / "h.onnx", fp16=True)
+    export(deploy, "torchscript", tmp_path / "h.pt", fp16=True)
+    for k, v in deploy.state_dict().items():  # exports cast copies: the caller's fp32 weights are untouched
+        assert v.dtype == torch.float32 and torch.equal(v, before[k]), k
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(1, 3, 24, 30)
     got = sess.run(None, {"lr": x.half().numpy()})[0]
     assert got.dtype == np.float16
     with torch.no_grad():
-        ref = deploy.float()(x).numpy()
+        ref = deploy(x).numpy()
     assert np.abs(got.astype(np.float32) - ref).max() <= 2e-2
 
 

@@ -129,6 +129,12 @@ def test_upscale_command_with_a_run_checkpoint(tmp_path):
     assert np.abs(outs[0] - outs[1]).max() <= 1
 
 
+def test_upscaler_leaves_the_callers_model_alone():
+    model = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
+    Upscaler(model, torch.device("cpu"), half=True)
+    assert next(model.parameters()).dtype == torch.float32
+
+
 def test_build_model_needs_a_config_for_bare_state_dicts(tmp_path):
     torch.save(reparameterize(RTSRN()).state_dict(), tmp_path / "bare.pth")
     with pytest.raises(ValueError, match="carries no model config"):

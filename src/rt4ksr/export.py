@@ -6,6 +6,7 @@ Every format carries the model config (ONNX metadata, TorchScript extra file, sa
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -34,7 +35,7 @@ def export_onnx(model: nn.Module, path: Path, fp16: bool = False, opset: int = 1
     import onnx
 
     dtype = torch.float16 if fp16 else torch.float32
-    m = model.to(dtype)
+    m = copy.deepcopy(model).to(dtype)  # the caller's model keeps its dtype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
         torch.onnx.export(m, (_example(m, dtype),), str(path), input_names=["lr"], output_names=["sr"],
@@ -51,7 +52,7 @@ def export_onnx(model: nn.Module, path: Path, fp16: bool = False, opset: int = 1
 def export_torchscript(model: nn.Module, path: Path, fp16: bool = False) -> Path:
     """A traced module; shape arithmetic is traced too, so any input size works."""
     dtype = torch.float16 if fp16 else torch.float32
-    m = model.to(dtype)
+    m = copy.deepcopy(model).to(dtype)  # the caller's model keeps its dtype
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(m, _example(m, dtype))
@@ -72,7 +73,7 @@ def export(model: nn.Module, fmt: str, path: Path, fp16: bool = False) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()
     fn = {"onnx": export_onnx, "torchscript": export_torchscript, "safetensors": export_safetensors}[fmt]
     return fn(model, path, fp16)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -97,7 +98,7 @@ class Upscaler:
         self.half = device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
         self.channels_last = device.type == "cuda"
-        model = model.eval().to(device=device, dtype=self.dtype)
+        model = copy.deepcopy(model).eval().to(device=device, dtype=self.dtype)  # the caller's model stays as is
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.scale = model.scale
