@@ -26,22 +26,25 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$R/gp
 
 if [ "$stage" = speed ]; then
   for s in 2 3; do  # 1. tune and check the kernels on this card (fp16 against eager fp16, CUDA graphs, batch 1)
-    timeout 120 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
-      --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"; save
+    timeout 150 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
+      --row-stores 1 0 --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"; save
   done
   for s in 2 3; do  # 2. every path but compile, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5
-    best=$(python3 -c "import json,sys; b=json.load(open(sys.argv[1]))['best']; print(b['fuse'], b['block_p'])" \
-      "$R/sweep_x$s.json" 2>/dev/null || echo "1 64")
-    set -- $best
-    echo "x$s: kernel_options.fuse=$1 kernel_options.block_p=$2" | tee "$R/best_x$s.txt"
+    best=$(python3 - "$R/sweep_x$s.json" <<'PY' 2>/dev/null || echo "kernel_options.fuse=1"
+import json, sys
+b = json.load(open(sys.argv[1]))["best"]
+print(f"kernel_options.fuse={b['fuse']} kernel_options.block_p={b['block_p']} "
+      f"kernel_options.row_stores={str(b['row_stores']).lower()}")
+PY
+)
+    echo "$best" | tee "$R/best_x$s.txt"
     timeout 120 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
       modes=[train_fp32,deploy_fp32,deploy_fp16,deploy_fp16_cl,deploy_fp16_graph,kernels,kernels_nograph] \
-      kernel_options.fuse=$1 kernel_options.block_p=$2 json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
+      $best json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
   done
   for s in 2 3; do  # 3. torch.compile max-autotune in the same run, batch 1, with the chosen kernels beside it
-    set -- $(sed 's/.*fuse=\([0-9]*\).*block_p=\([0-9]*\)/\1 \2/' "$R/best_x$s.txt")
     timeout 150 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
-      modes=[compile,kernels] batch_sizes=[1] fp16_check=false kernel_options.fuse=$1 kernel_options.block_p=$2 \
+      modes=[compile,kernels] batch_sizes=[1] fp16_check=false $(cat "$R/best_x$s.txt") \
       json="$R/compile_x$s.json" 2>&1 | tee "$R/compile_x$s.txt"; save
   done
   # 4. degradation + augmentation on the GPU and the loader (issue 3's share of a training step)

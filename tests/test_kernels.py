@@ -92,6 +92,16 @@ def test_layers_fused_across_a_tile_match(case, fuse, region):
     assert (got - ref).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("scale", [2, 3])
+def test_scattered_stores_match_too(scale):
+    """row_stores=False: the last conv stores through the shuffle element by element (for comparison on a card)."""
+    deploy = reparameterize(randomize_(RTSRN(scale=scale, feature_channels=8, num_blocks=1), seed=8))
+    x = torch.rand(2, 3, 9, 13)
+    with torch.no_grad():
+        ref = deploy(x)
+    assert (TritonRTSRN(deploy, dtype=torch.float32, row_stores=False)(x) - ref).abs().max() <= 1e-4
+
+
 def test_outputs_beyond_int32_indexing_are_refused():
     fused = TritonRTSRN(reparameterize(RTSRN(feature_channels=8, num_blocks=1)), dtype=torch.float16)
     x = torch.empty(100, 3, 1080, 1920, dtype=torch.float16, device="meta")  # 100 frames of 4K: 2.5e9 values
@@ -113,8 +123,9 @@ def test_kernel_sweep_checks_and_picks(tmp_path):
     from rt4ksr.kernels import sweep
 
     rows = sweep.main(["--global-skip", "bicubic", "--fuse", "1", "2", "--block-p", "32", "--region", "8", "8",
-                       "--size", "5", "7", "--json", str(tmp_path / "s.json")])
-    assert [r["fuse"] for r in rows] == [1, 2] and all(r["ok"] and r["max_abs_diff"] < 1e-4 for r in rows)
+                       "--row-stores", "1", "0", "--size", "5", "7", "--json", str(tmp_path / "s.json")])
+    assert [(r["fuse"], r["row_stores"]) for r in rows] == [(1, True), (1, False), (2, True), (2, False)]
+    assert all(r["ok"] and r["max_abs_diff"] < 1e-4 for r in rows)
     assert json.loads((tmp_path / "s.json").read_text())["best"]["fuse"] in (1, 2)
 
 

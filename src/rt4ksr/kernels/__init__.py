@@ -45,8 +45,12 @@ def supports(model: nn.Module) -> str | None:
     return None
 
 
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
 def _pad_to(n: int) -> int:
-    return max(16, 1 << (n - 1).bit_length())
+    return max(16, _pow2(n))
 
 
 class _Layer:
@@ -147,11 +151,14 @@ class TritonRTSRN(nn.Module):
     halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
     the persistent grid. ``block_p`` (pixels per program, or per chunk of a region) and ``num_warps`` set
     the register budget, which ``rt4ksr.kernels.aot`` reports for a GPU this machine need not have.
+    ``row_stores`` has the last conv's programs follow feature rows and store the output in contiguous row
+    runs (a permute at x2, a gather at x3); false: 2-byte stores scattered through the shuffle.
     Which options are fastest is a property of the card: ``python -m rt4ksr.kernels.sweep`` measures them.
     """
 
     def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64, fuse: int = 1,
-                 region: tuple[int, int] = (32, 32), programs_per_sm: int = 4, num_warps: int | None = None) -> None:
+                 region: tuple[int, int] = (32, 32), programs_per_sm: int = 4, num_warps: int | None = None,
+                 row_stores: bool = True) -> None:
         super().__init__()
         reason = supports(model)
         if reason is not None:
@@ -170,7 +177,7 @@ class TritonRTSRN(nn.Module):
             packed[:, : w.shape[1], : w.shape[2]] = w.to(self.dtype)
             self.skip_w = packed
         self.block_p, self.region, self.programs_per_sm = block_p, tuple(region), programs_per_sm
-        self.num_warps = num_warps
+        self.num_warps, self.row_stores = num_warps, row_stores
         act = _ACTS[type(model.body[0].act)] if len(model.body) else 1
         middle = [_Layer(b.conv1, b.norm, act, b.residual, self.dtype) for b in model.body]
         middle.append(_Layer(model.tail[1], model.tail[0], 0, False, self.dtype))
@@ -225,7 +232,9 @@ class TritonRTSRN(nn.Module):
                 heavy = ieee or (k == last and self.skip_k > 0)  # the skip adds its own taps
                 block_p, num_warps = _conv_shape(self.block_p, st.cout_p, k == 0, heavy, self.num_warps)
                 shuffle = s * d if k == last else 0
-                rows = shuffle > 0 and shuffle & (shuffle - 1) == 0  # x2: 4x4 shuffle, stored in row runs
+                rows = shuffle > 0 and self.row_stores  # the last conv stores the output in row runs
+                odd = rows and shuffle & (shuffle - 1)
+                gather = (_pow2(st.cout // shuffle), _pow2(block_p * shuffle)) if odd else (0, 0)
                 grid = (n * fh * -(-fw // block_p),) if rows else (-(-n * fh * fw // block_p),)
                 plan.append(Launch(conv3x3_kernel, grid, (
                     feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
@@ -233,6 +242,7 @@ class TritonRTSRN(nn.Module):
                     n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
                 ), dict(CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
                         RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=shuffle, ROWS=rows,
+                        GATHER_R=gather[0], GATHER_Q=gather[1],
                         HAS_LN=st.ln, ACT=st.act, RESIDUAL=st.residual, BLOCK_P=block_p,
                         SKIP_K=self.skip_k if k == last else 0, DOWN=d, RAW_C=c, SKIP_CP=self.skip_cp,
                         OUT_LN=st.out_ln, IEEE=ieee,

@@ -71,7 +71,9 @@ def conv3x3_kernel(
     SKIP_CP: tl.constexpr = 16,   # RAW_C * DOWN * DOWN padded to a power of two (>= 16)
     IEEE: tl.constexpr = False,   # fp32 weights: exact fp32 products instead of TF32
     OUT_LN: tl.constexpr = False,  # normalise the output with the next layer's LayerNorm (once per pixel, here)
-    ROWS: tl.constexpr = False,   # programs along feature rows (with OUT_SHUFFLE a power of two: vector stores)
+    ROWS: tl.constexpr = False,   # programs along feature rows, so the shuffled output rows are contiguous runs
+    GATHER_R: tl.constexpr = 0,   # > 0 (a shuffle that is no power of two): rows and columns of the gathered
+    GATHER_Q: tl.constexpr = 0,   # output tile, COUT // S and BLOCK_P * S padded to powers of two
 ):
     pid = tl.program_id(0)
     if ROWS:  # each program takes BLOCK_P pixels of one feature row, so its output rows are contiguous runs
@@ -139,7 +141,25 @@ def conv3x3_kernel(
         lw = tl.load(olnw_ptr + co, mask=comask, other=0.0).to(tl.float32)
         lb = tl.load(olnb_ptr + co, mask=comask, other=0.0).to(tl.float32)
         y = _layernorm(y, pmask[:, None] & comask[None, :], lw, lb, COUT, out_eps)
-    if OUT_SHUFFLE > 0 and ROWS:
+    if OUT_SHUFFLE > 0 and ROWS and GATHER_R > 0:
+        # the same (c * S + i, pixel * S + j) tile for a shuffle that is no power of two (x3: 6): gathered from
+        # the flattened accumulators into a padded GATHER_R x GATHER_Q tile (rows c, i; columns pixel, j)
+        flat = tl.reshape(y.to(y_ptr.dtype.element_ty), (BLOCK_P * COUT_P,))
+        rr = tl.arange(0, GATHER_R)
+        qq = tl.arange(0, GATHER_Q)
+        c = rr // OUT_SHUFFLE
+        i = rr % OUT_SHUFFLE
+        src = (qq // OUT_SHUFFLE)[None, :] * COUT_P + (c * OUT_SHUFFLE * OUT_SHUFFLE + i * OUT_SHUFFLE)[:, None] \
+            + (qq % OUT_SHUFFLE)[None, :]
+        ok = (rr < COUT // OUT_SHUFFLE)[:, None] & (qq < BLOCK_P * OUT_SHUFFLE)[None, :]
+        g = tl.gather(flat, tl.reshape(tl.where(ok, src, 0), (GATHER_R * GATHER_Q,)), 0)
+        oh = (row % H) * OUT_SHUFFLE + i
+        ow = (pid % wb) * (BLOCK_P * OUT_SHUFFLE) + qq
+        plane = (row // H) * (COUT // (OUT_SHUFFLE * OUT_SHUFFLE)) + c
+        omask = ok & (oh < OUT_H)[:, None] & (ow < OUT_W)[None, :]
+        tl.store(y_ptr + (plane * OUT_H + oh)[:, None] * OUT_W + ow[None, :],
+                 tl.reshape(g, (GATHER_R, GATHER_Q)), mask=omask)
+    elif OUT_SHUFFLE > 0 and ROWS:
         # (pixel, c * S * S + i * S + j) -> (c * S + i, pixel * S + j): each row of the tile is a contiguous
         # run of one output row, stored in vectors rather than 2-byte scatters (COUT_P = CP * S * S)
         CP: tl.constexpr = COUT_P // (OUT_SHUFFLE * OUT_SHUFFLE)
