@@ -6,12 +6,15 @@
 # every step's text and JSON go to $R and, after each step, into $OUT/results.tgz, beside one log, $OUT/log.txt:
 # a step cut by the call's limit still leaves the earlier ones.
 #
-# Prepare on the CPU machine (from the repo root):
-#   ../shared/tools/device-wheels.sh av safetensors onnx onnxruntime
-#   mkdir -p .device/data/testsets .device/data/BSD200 \
-#     && cp -r ../shared/data/testsets/set5 ../shared/data/testsets/set14 .device/data/testsets/ \
-#     && cp -r ../shared/data/BSD200/HR .device/data/BSD200/ \
+# Prepare on the CPU machine, from the repo root. Everything carried must stay under the device tool's 64 MiB,
+# so each stage carries only what it reads:
+#   ../shared/tools/device-wheels.sh safetensors         # hydra, omegaconf, kornia: about 8 MiB
+#   mkdir -p .device/data/testsets .device/data/BSD200/HR && cp -r ../shared/data/testsets/set5 .device/data/testsets/ \
 #     && cp ../shared/checkpoints/official/rt4ksr_x*.pth .device/
+#   speed: 20 BSD200 images for the data timing (about 18 MiB in all)
+#     ls ../shared/data/BSD200/HR | head -20 | xargs -I{} cp ../shared/data/BSD200/HR/{} .device/data/BSD200/HR/
+#   train: all of BSD200 (about 60 MiB in all; set14 stays behind, so the run validates on set5)
+#     cp ../shared/data/BSD200/HR/* .device/data/BSD200/HR/
 # Then with the device tool, carrying [".whl", ".device"], timeout_s 600:
 #   bash scripts/gpu_check.sh speed        (or: train)
 set -uo pipefail
@@ -25,34 +28,35 @@ export RT4KSR_DATA_DIR=$PWD/.device/data RT4KSR_CACHE_DIR=/tmp/cache
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$R/gpu.txt"
 
 if [ "$stage" = speed ]; then
+  # in order of importance: a step cut by the call's 600 s limit takes the later ones with it
   for s in 2 3; do  # 1. tune and check the kernels on this card (fp16 against eager fp16, CUDA graphs, batch 1)
-    timeout 150 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 128 \
-      --row-stores 1 0 --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"; save
-  done
-  for s in 2 3; do  # 2. every path but compile, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5
-    best=$(python3 - "$R/sweep_x$s.json" <<'PY' 2>/dev/null || echo "kernel_options.fuse=1"
+    timeout 100 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 \
+      --row-stores 1 0 --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"
+    python3 - "$R/sweep_x$s.json" > "$R/best_x$s.txt" <<'PY' 2>/dev/null || echo "kernel_options.fuse=1" > "$R/best_x$s.txt"
 import json, sys
 b = json.load(open(sys.argv[1]))["best"]
 print(f"kernel_options.fuse={b['fuse']} kernel_options.block_p={b['block_p']} "
       f"kernel_options.row_stores={str(b['row_stores']).lower()}")
 PY
-)
-    echo "$best" | tee "$R/best_x$s.txt"
-    timeout 120 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
-      modes=[train_fp32,deploy_fp32,deploy_fp16,deploy_fp16_cl,deploy_fp16_graph,kernels,kernels_nograph] \
-      $best json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
+    save
   done
-  for s in 2 3; do  # 3. torch.compile max-autotune in the same run, batch 1, with the chosen kernels beside it
+  for s in 2 3; do  # 2. the goal's comparison: torch.compile max-autotune and the chosen kernels, batch 1
     timeout 150 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
       modes=[compile,kernels] batch_sizes=[1] fp16_check=false $(cat "$R/best_x$s.txt") \
       json="$R/compile_x$s.json" 2>&1 | tee "$R/compile_x$s.txt"; save
   done
+  for s in 2 3; do  # 3. every other path, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5
+    timeout 100 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
+      modes=[train_fp32,deploy_fp32,deploy_fp16,deploy_fp16_cl,deploy_fp16_graph,kernels,kernels_nograph] \
+      $(cat "$R/best_x$s.txt") json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
+  done
   # 4. degradation + augmentation on the GPU and the loader (issue 3's share of a training step)
-  timeout 60 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
+  timeout 45 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
     | tee "$R/data.txt"; save
 elif [ "$stage" = train ]; then
   timeout 570 python3 -m rt4ksr.train experiment=bsd200_x2 trainer=gpu trainer.max_time=00:00:08:00 \
-    data.num_workers=8 data.batch_size=64 data.lr_crop=128 hydra.run.dir=/tmp/train_x2 2>&1 | tee "$R/train.txt"
+    data.num_workers=8 data.batch_size=64 data.lr_crop=128 data.benchmarks=[set5] hydra.run.dir=/tmp/train_x2 2>&1 \
+    | tee "$R/train.txt"
   cp /tmp/train_x2/metrics.json /tmp/train_x2/config.yaml "$R/" 2>/dev/null; save
 else
   echo "usage: gpu_check.sh speed|train" >&2; exit 2
