@@ -22,6 +22,7 @@ CASES = {
     "bicubic_skip": {"global_skip": "bicubic"},  # the bsd200 recipe's network
     "nearest_skip_residual": {"global_skip": "nearest", "residual": True},
     "bicubic_skip_downscaling_1": {"global_skip": "bicubic", "downscaling": 1, "unshuffle": False},  # 5x5 taps
+    "bicubic_skip_downscaling_4": {"global_skip": "bicubic", "downscaling": 4},  # shuffle 8 / 12, 48-ch head
 }
 
 
