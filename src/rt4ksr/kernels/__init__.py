@@ -178,6 +178,7 @@ class TritonRTSRN(nn.Module):
             self.skip_w = packed
         self.block_p, self.region, self.programs_per_sm = block_p, tuple(region), programs_per_sm
         self.num_warps, self.row_stores = num_warps, row_stores
+        self._sms: dict[torch.device, int] = {}
         act = _ACTS[type(model.body[0].act)] if len(model.body) else 1
         middle = [_Layer(b.conv1, b.norm, act, b.residual, self.dtype) for b in model.body]
         middle.append(_Layer(model.tail[1], model.tail[0], 0, False, self.dtype))
@@ -192,7 +193,9 @@ class TritonRTSRN(nn.Module):
 
     def _programs(self, device: torch.device, tiles: int) -> int:
         if device.type == "cuda":
-            return min(tiles, torch.cuda.get_device_properties(device).multi_processor_count * self.programs_per_sm)
+            if device not in self._sms:  # asked once: launches without a CUDA graph pay for every host call
+                self._sms[device] = torch.cuda.get_device_properties(device).multi_processor_count
+            return min(tiles, self._sms[device] * self.programs_per_sm)
         return min(tiles, 4)  # the interpreter runs programs one after another
 
     def launches(self, x: Tensor) -> tuple[list[Launch], Tensor]:
