@@ -112,3 +112,14 @@ class InterruptAt(__import__("lightning").pytorch.callbacks.Callback):
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_step >= self.step:
             raise KeyboardInterrupt
+
+
+class CrashAt(__import__("lightning").pytorch.callbacks.Callback):
+    """Raises a RuntimeError (a crash, not Ctrl-C) after training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError("simulated crash")

@@ -16,8 +16,8 @@ from rt4ksr.config import compose
 from rt4ksr.lit import NonFiniteLossError
 from rt4ksr.losses import L1AuxLoss
 from rt4ksr.models import read_state_dict
-from rt4ksr.schedules import CosineTimeBudget, parse_duration
-from rt4ksr.train import train
+from rt4ksr.schedules import CosineBudget, parse_duration, warmup_cosine
+from rt4ksr.train import best_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,9 @@ def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
     root = tiny[0]
     metrics = train(cfg_for(tiny))
     run = root / "run"
-    assert (run / "checkpoints" / "last.ckpt").is_file() and Path(metrics["best_checkpoint"]).is_file()
+    assert Path(metrics["final_checkpoint"]) == run / "checkpoints" / "last.ckpt"
+    assert (run / "deploy_final.pth").is_file() and (run / "deploy_best.pth").is_file()
+    assert metrics["best"]["checkpoint"] and Path(metrics["best"]["checkpoint"]).is_file()
     assert OmegaConf.load(run / "config.yaml").model.feature_channels == 8  # resolved config
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["benchmarks"]["tiny"]["n"] == 3 and saved["timing"]["fps"] > 0
@@ -52,7 +54,7 @@ def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
     for key in ("val/tiny/psnr", "val/tiny/ssim", "val/psnr", "val/ssim", "val/fps", "val/ms", "train/loss_step", "lr"):
         assert key in csv
     # the deploy-form weights load in rt4ksr.eval and give the final figures
-    ev = compose("eval", ["model.feature_channels=8", "model.num_blocks=1", f"ckpt_path={run / 'deploy_best.pth'}",
+    ev = compose("eval", ["model.feature_channels=8", "model.num_blocks=1", f"ckpt_path={run / 'deploy_final.pth'}",
                           f"data.testsets_dir={tiny[2]}", "data.benchmarks=[tiny]", "progress=false"])
     res = rt_eval.run(ev)
     assert res["tiny"]["psnr_y"] == pytest.approx(saved["benchmarks"]["tiny"]["psnr_y"], abs=1e-9)
@@ -100,9 +102,9 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny):
 
 def test_ema_is_validated_and_exported(tiny):
     metrics = train(cfg_for(tiny, "ema_decay=0.5"))
-    state = torch.load(metrics["best_checkpoint"], weights_only=True)["state_dict"]
+    state = torch.load(metrics["final_checkpoint"], weights_only=True)["state_dict"]
     assert any(k.startswith("ema.module.") for k in state)
-    ema = read_state_dict(metrics["best_checkpoint"])
+    ema = read_state_dict(metrics["final_checkpoint"])
     assert torch.equal(ema["head.0.weight"], state["ema.module.head.0.weight"])
 
 
@@ -116,12 +118,30 @@ def test_aux_loss_adds_the_high_frequency_term():
     assert L1AuxLoss(weight=2.0)(flat, flat + 0.1).item() == pytest.approx(0.1, abs=1e-6)  # no high frequency
 
 
-def test_cosine_time_budget():
+def test_warmup_cosine_factor():
     assert parse_duration("00:00:10:00") == 600.0 and parse_duration(5) == 5.0
+    assert warmup_cosine(0, 0.0, warmup_steps=4, min_factor=0.0) == pytest.approx(0.25)  # the first step ramps
+    assert warmup_cosine(3, 0.0, warmup_steps=4, min_factor=0.0) == pytest.approx(1.0)
+    assert warmup_cosine(100, 0.5, warmup_steps=4, min_factor=0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 2.0, warmup_steps=4, min_factor=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 0.0, warmup_steps=0, min_factor=0.0) == 1.0
+
+
+def test_cosine_budget_follows_steps_when_there_is_a_step_budget():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = CosineTimeBudget(opt, budget=100.0, warmup=0.1, min_factor=0.0)
-    assert sched.factor(0.0) == 0.0 and sched.factor(0.1) == pytest.approx(1.0)
-    assert sched.factor(0.55) == pytest.approx(0.5) and sched.factor(2.0) == pytest.approx(0.0)
+    sched = CosineBudget(opt, max_steps=10, max_time="00:00:00:01", warmup_steps=0, min_factor=0.0)
+    assert sched.follows_steps
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 1.0 and lrs[5] == pytest.approx(0.5) and opt.param_groups[0]["lr"] == pytest.approx(0.0)
+    timed = CosineBudget(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), max_steps=-1,
+                         max_time=100.0, warmup_steps=0)
+    assert not timed.follows_steps and timed.fraction() < 0.01
+    with pytest.raises(ValueError, match="needs a budget"):
+        CosineBudget(opt, max_steps=-1, max_time=None)
 
 
 def test_every_train_config_group_option_composes_and_instantiates(tmp_path):
@@ -132,7 +152,7 @@ def test_every_train_config_group_option_composes_and_instantiates(tmp_path):
     params = [torch.nn.Parameter(torch.zeros(1))]
     for group in ("trainer", "loss", "optimizer", "scheduler", "callbacks", "logger", "experiment"):
         for f in sorted((ROOT / "configs" / group).glob("*.yaml")):
-            extra = ["trainer.max_time=00:00:01:00"] if f.stem == "cosine_time" else []
+            extra = ["trainer.max_time=00:00:01:00"] if f.stem == "cosine" else []
             extra += ["scheduler.total_steps=10"] if f.stem == "onecycle" else []
             extra += ["trainer.accelerator=cpu", "trainer.devices=1"] if f.stem in ("gpu", "ddp") else []
             cfg = compose("train", [f"{group}={f.stem}", f"hydra.run.dir={tmp_path}", *extra])
@@ -215,3 +235,86 @@ def test_quickstart_main_job(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["benchmarks"]["sample_val"]["n"] == 2 and (tmp_path / "deploy_best.pth").is_file()
+
+
+def test_run_ending_between_validations_validates_and_saves_its_final_state(tiny):
+    """Validation every 2 epochs, 3 epochs: the end is validated anyway, and last.ckpt is the final state."""
+    root = tiny[0]
+    metrics = train(cfg_for(tiny, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", run="odd"))
+    final = torch.load(root / "odd" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == metrics["global_step"] == 6
+    steps = [v["step"] for v in metrics["health"]["validations"]]
+    assert steps == [4, 6]  # epoch 2's validation, then the final state's
+    csv = (root / "odd" / "csv" / "version_0" / "metrics.csv").read_text()
+    assert csv.count("\n") > 1 and "val/psnr" in csv.splitlines()[0]
+
+
+def test_time_budget_ends_validated_and_saved(tiny):
+    root = tiny[0]
+    metrics = train(cfg_for(tiny, "trainer.max_epochs=100000", "trainer.max_time=00:00:00:03",
+                            "trainer.check_val_every_n_epoch=100000", "scheduler=cosine",
+                            "scheduler_interval=step", run="timed"))
+    final = torch.load(root / "timed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == metrics["global_step"] > 2
+    assert metrics["health"]["validations"][-1]["step"] == metrics["global_step"]
+    assert metrics["reproducible"] is False
+
+
+def test_last_checkpoint_on_a_step_interval_survives_a_crash(tiny):
+    root = tiny[0]
+    cfg = cfg_for(tiny, "trainer.max_epochs=5", "trainer.check_val_every_n_epoch=10",
+                  "callbacks.last_checkpoint.every_n_steps=3", run="crash")
+    with open_dict(cfg):
+        cfg.callbacks.crash = OmegaConf.create({"_target_": "conftest.CrashAt", "step": 5})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg)
+    last = torch.load(root / "crash" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3  # the interval's save; no validation ran before the crash at step 5
+    assert not list((root / "crash" / "checkpoints").glob("*.tmp"))
+
+
+def test_step_budget_with_the_same_seed_gives_identical_weights(tiny):
+    common = ["trainer.max_epochs=100", "trainer.max_steps=7", "scheduler=cosine", "scheduler_interval=step",
+              "scheduler.warmup_steps=3", "data.num_workers=1", "seed=3"]
+    a = train(cfg_for(tiny, *common, run="rep_a"))
+    b = train(cfg_for(tiny, *common, run="rep_b"))
+    assert a["reproducible"] and a["global_step"] == b["global_step"] == 7
+    wa = torch.load(a["final_checkpoint"], weights_only=True)["state_dict"]
+    wb = torch.load(b["final_checkpoint"], weights_only=True)["state_dict"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a["val_psnr"] == b["val_psnr"]
+
+
+def test_a_run_that_does_not_learn_says_so(tiny, caplog):
+    root = tiny[0]
+    with caplog.at_level("WARNING"):
+        metrics = train(cfg_for(tiny, "optimizer.lr=0", "callbacks.run_health.stall_after_steps=0", run="stall"))
+    health = metrics["health"]
+    assert health["status"] == "stalled" and health["baseline"]["val/psnr"] == pytest.approx(metrics["val_psnr"])
+    assert any("is not learning" in r.getMessage() for r in caplog.records)
+    assert json.loads((root / "stall" / "metrics.json").read_text())["health"]["status"] == "stalled"
+
+
+def test_run_health_flags_a_fall_below_the_best():
+    from rt4ksr.callbacks import RunHealth
+
+    h = RunHealth(stall_db=0.1, drop_db=0.25, stall_after_steps=100)
+    h.baseline = {"val/psnr": 30.0}
+    for step, value in [(50, 30.05), (100, 31.0), (200, 30.9), (300, 30.5)]:
+        h.validations.append({"step": step, "val/psnr": value})
+        h.check(h.validations[-1])
+    assert h.status == "regressed" and len(h.warnings) == 1 and "0.50 dB below its best" in h.warnings[0]
+    assert h.summary()["health/best_step"] == 100 and h.summary()["health/final"] == 30.5
+    h.validations.append({"step": 400, "val/psnr": 30.02})
+    h.check(h.validations[-1], final=True)
+    assert h.status == "stalled" and "not learning" in h.warnings[-1]
+
+
+def test_best_checkpoint_yields_to_a_final_state_at_least_as_good(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/psnr", mode="max")
+    cb.best_model_path, cb.best_model_score = str(tmp_path / "epoch_001.ckpt"), torch.tensor(30.0)
+    trainer = type("T", (), {"callbacks": [cb]})()
+    assert best_checkpoint(trainer, 29.5) == (str(tmp_path / "epoch_001.ckpt"), 30.0)
+    assert best_checkpoint(trainer, 30.0) == (None, None)

@@ -43,6 +43,7 @@ class SRModule(L.LightningModule):
             self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
         self._val: dict[str, Tensor] = {}
+        self.validated_step: int | None = None  # the global step of the newest validation (sanity checks aside)
         self.__dict__["_eval_net"] = None  # not a registered sub-module: never in checkpoints
 
     @property
@@ -111,6 +112,8 @@ class SRModule(L.LightningModule):
         acc += torch.tensor([sum(p), sum(s), len(p)], dtype=torch.float64, device=self.device)
 
     def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.validated_step = self.global_step
         psnrs, ssims = [], []
         for name in sorted(self._val):
             total = self.trainer.strategy.reduce(self._val[name], reduce_op="sum")

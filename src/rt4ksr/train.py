@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rt4ksr.callbacks import FuseValidateTime
+from rt4ksr.callbacks import FuseValidateTime, LastCheckpoint, RunHealth
 from rt4ksr.config import CONFIG_DIR
 from rt4ksr.evaluation import evaluate, format_table
 from rt4ksr.lit import SRModule
@@ -51,46 +52,128 @@ def build_module(cfg: DictConfig) -> SRModule:
                     finite_check_every=cfg.get("finite_check_every", 50))
 
 
+def validate_final_state(trainer: L.Trainer, module: SRModule, datamodule: Any) -> None:
+    """Validate the state the run ends with, unless its last step was just validated.
+
+    A run stopped by its time or step budget between two validations would otherwise be judged, and its
+    best checkpoint chosen, on an older state.
+    """
+    if trainer.limit_val_batches == 0 or not getattr(datamodule, "benchmark_datasets", lambda: [])():
+        return
+    if module.validated_step != trainer.global_step:
+        log.info("validating the final state (step %d)", trainer.global_step)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+
+
+def save_deploy(net: torch.nn.Module, path: Path, source: str) -> torch.nn.Module:
+    """Fuse ``net`` (a copy: the training weights stay) and write its deploy-form weights atomically."""
+    deploy = reparameterize(net)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": {k: v.cpu() for k, v in deploy.state_dict().items()}, "config": deploy.config,
+                "source": source}, tmp)
+    os.replace(tmp, path)
+    return deploy
+
+
+def best_checkpoint(trainer: L.Trainer, final_value: float | None) -> tuple[str | None, float | None]:
+    """The best validated checkpoint and its score, or (None, None) when the final state is at least as good."""
+    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    if ckpt_cb is None or not ckpt_cb.best_model_path or ckpt_cb.best_model_score is None:
+        return None, None
+    score = float(ckpt_cb.best_model_score)
+    if final_value is not None and final_value >= score:
+        return None, None
+    return ckpt_cb.best_model_path, score
+
+
 def finalize(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: Any, out_dir: Path,
              train_seconds: float) -> dict[str, Any]:
-    """Deploy-form weights of the best model, its benchmark results and timing, in the run directory."""
-    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = ckpt_cb.best_model_path if ckpt_cb and ckpt_cb.best_model_path else None
-    net = instantiate(cfg.model)
-    if best:
-        load_into(net, read_state_dict(best), best)
-    else:
-        net.load_state_dict(module.validated_net.state_dict())
-    deploy = reparameterize(net).to(module.device)
-    deploy_path = out_dir / "deploy_best.pth"
-    torch.save({"state_dict": {k: v.cpu() for k, v in deploy.state_dict().items()}, "config": deploy.config,
-                "source": best or "final weights"}, deploy_path)
-    results = {ds.name: evaluate(deploy, ds) for ds in datamodule.benchmark_datasets()}
+    """Deploy-form weights of the final and of the best-validated state, their benchmark results, timing,
+    the run's health record and ``metrics.json``. The headline figures are the final state's."""
+    health = next((c for c in trainer.callbacks if isinstance(c, RunHealth)), None)
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+    sets = datamodule.benchmark_datasets()
+    step = trainer.global_step
+    final_net = module.validated_net
+    deploy = save_deploy(final_net, out_dir / "deploy_final.pth", f"final state, step {step}").to(module.device)
+    results = {ds.name: evaluate(deploy, ds) for ds in sets}
+    val_psnr = sum(r["psnr_y"] for r in results.values()) / len(results) if results else None
+    print(f"final state (step {step}):")
     print(format_table(results, deploy.scale))
+
+    best_path, best_score = best_checkpoint(trainer, health.validations[-1][health.metric]
+                                            if health and health.validations else val_psnr)
+    if best_path is None:  # the final state is the best one validated
+        save_deploy(final_net, out_dir / "deploy_best.pth", f"final state, step {step}")
+        best = {"source": "final state", "step": step, "checkpoint": str(last.path) if last else None,
+                "benchmarks": results, "val_psnr": val_psnr}
+    else:
+        net = instantiate(cfg.model)
+        load_into(net, read_state_dict(best_path), best_path)
+        best_deploy = save_deploy(net, out_dir / "deploy_best.pth", best_path).to(module.device)
+        best_results = {ds.name: evaluate(best_deploy, ds) for ds in sets}
+        best_step = torch.load(best_path, map_location="cpu", weights_only=True).get("global_step")
+        best = {"source": "best checkpoint", "step": best_step, "checkpoint": best_path, "benchmarks": best_results,
+                "val_psnr": sum(r["psnr_y"] for r in best_results.values()) / len(best_results)}
+        print(f"best validated state (step {best_step}, {best_path}):")
+        print(format_table(best_results, best_deploy.scale))
+
     fvt = next((c for c in trainer.callbacks if isinstance(c, FuseValidateTime)), None)
     timing = fvt.measure(deploy, module.device, deploy.scale) if fvt and fvt.time_inference else None
     metrics = {
         "benchmarks": results,
-        "val_psnr": sum(r["psnr_y"] for r in results.values()) / len(results) if results else None,
+        "val_psnr": val_psnr,
+        "source": "final state",
+        "final_checkpoint": str(last.path) if last else None,
+        "deploy_weights": str(out_dir / "deploy_final.pth"),
+        "best": {**best, "deploy_weights": str(out_dir / "deploy_best.pth")},
+        "health": _health_record(health),
         "timing": timing,
-        "params_train": sum(p.numel() for p in net.parameters()),
+        "params_train": sum(p.numel() for p in final_net.parameters()),
         "params_deploy": sum(p.numel() for p in deploy.parameters()),
-        "best_checkpoint": best,
-        "deploy_weights": str(deploy_path),
         "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "global_step": step,
         "train_seconds": round(train_seconds, 1),
+        "reproducible": _reproducible(cfg, trainer),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, out_dir / "metrics.json")
+    _wandb_summary(trainer, metrics, health)
+    if health is not None and health.status != "ok":
+        log.warning("this run's health: %s (%d warning(s), listed in metrics.json)", health.status,
+                    len(health.warnings))
+    log.info("deploy-form weights: %s (final), %s (best); metrics: %s", out_dir / "deploy_final.pth",
+             out_dir / "deploy_best.pth", out_dir / "metrics.json")
+    return metrics
+
+
+def _health_record(health: RunHealth | None) -> dict[str, Any] | None:
+    if health is None:
+        return None
+    return {"status": health.status, "warnings": health.warnings, "metric": health.metric,
+            "baseline": health.baseline, "validations": health.validations}
+
+
+def _reproducible(cfg: DictConfig, trainer: L.Trainer) -> bool:
+    """Whether the same seed and config give the same weights: a seed, a step (not time) budget, and the CPU or
+    deterministic algorithms."""
+    deterministic = trainer.accelerator.__class__.__name__ == "CPUAccelerator" or bool(cfg.trainer.get("deterministic"))
+    return cfg.get("seed") is not None and not cfg.trainer.get("max_time") and deterministic
+
+
+def _wandb_summary(trainer: L.Trainer, metrics: dict[str, Any], health: RunHealth | None) -> None:
     for lg in trainer.loggers:
         if isinstance(lg, WandbLogger):
-            flat = {f"final/{k}/{m}": v for k, r in results.items() for m, v in r.items()}
-            flat.update({"final/val_psnr": metrics["val_psnr"], "final/params_deploy": metrics["params_deploy"]})
-            if timing:
-                flat.update({"final/ms": timing["ms"], "final/fps": timing["fps"]})
+            flat = {f"final/{k}/{m}": v for k, r in metrics["benchmarks"].items() for m, v in r.items()}
+            flat.update({f"best/{k}/{m}": v for k, r in metrics["best"]["benchmarks"].items() for m, v in r.items()})
+            flat.update({"final/val_psnr": metrics["val_psnr"], "best/val_psnr": metrics["best"]["val_psnr"],
+                         "best/step": metrics["best"]["step"], "final/params_deploy": metrics["params_deploy"]})
+            if metrics["timing"]:
+                flat.update({"final/ms": metrics["timing"]["ms"], "final/fps": metrics["timing"]["fps"]})
+            if health is not None:
+                flat.update(health.summary())
             lg.experiment.summary.update(flat)
-    log.info("deploy-form weights: %s; metrics: %s", deploy_path, out_dir / "metrics.json")
-    return metrics
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -117,6 +200,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except torch.cuda.OutOfMemoryError as e:
         raise RuntimeError(OOM_HINT) from e
     seconds = time.perf_counter() - start
+    validate_final_state(trainer, module, datamodule)
     if not trainer.is_global_zero:
         return {}
     return finalize(cfg, trainer, module, datamodule, out_dir, seconds)
