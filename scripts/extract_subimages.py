@@ -1,6 +1,6 @@
-"""Same as ``python -m rt4ksr.data.extract_subimages``; kept where the original preprocessing script lived."""
+"""Same as ``python -m rt4ksr.extract_subimages``; kept where the original preprocessing script lived."""
 
-from rt4ksr.data.extract_subimages import main
+from rt4ksr.extract_subimages import main
 
 if __name__ == "__main__":
     main()

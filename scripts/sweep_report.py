@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from rt4ksr.extras import require
+
 
 def collect(multirun_dir: Path) -> list[dict]:
     rows = []
@@ -54,8 +56,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "sweep", "the sweep plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

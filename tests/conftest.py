@@ -1,23 +1,19 @@
-"""Shared fixtures. Tests that need real data read RT4KSR_DATA_DIR (default ../shared/data beside the repo)
-and RT4KSR_CHECKPOINTS_DIR (default ../shared/checkpoints), and skip with the reason when they are absent."""
+"""Fixtures. Helpers live in ``helpers.py``.
+
+Triton kernels run in Triton's CPU interpreter in the tests; TRITON_INTERPRET must be set before the first import
+of torch (which imports triton). On a GPU machine, TRITON_INTERPRET=0 runs them compiled.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 
-# Triton kernels run in Triton's CPU interpreter in the tests; this must precede the first import of torch
-# (which imports triton). On a GPU machine, TRITON_INTERPRET=0 runs them compiled.
 os.environ.setdefault("TRITON_INTERPRET", "1")
-from pathlib import Path
+from pathlib import Path  # noqa: E402
 
-import pytest
-import torch
-from torch import nn
+import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("RT4KSR_DATA_DIR", ROOT.parent / "shared" / "data"))
-CKPT_DIR = Path(os.environ.get("RT4KSR_CHECKPOINTS_DIR", ROOT.parent / "shared" / "checkpoints"))
+from helpers import DATA_DIR  # noqa: E402
 
 
 @pytest.fixture
@@ -26,100 +22,3 @@ def testsets_dir() -> Path:
     if not (d / "set5" / "test" / "HR").is_dir():
         pytest.skip(f"benchmark data not found at {d} (set RT4KSR_DATA_DIR to the shared data folder)")
     return d
-
-
-def official_ckpt(scale: int) -> Path:
-    p = CKPT_DIR / "official" / f"rt4ksr_x{scale}.pth"
-    if not p.is_file():
-        pytest.skip(f"official checkpoint not found at {p} (set RT4KSR_CHECKPOINTS_DIR)")
-    return p
-
-
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights: fan-in-scaled kernels, non-zero biases, norms and residual scales away from 1/0."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if p.ndim >= 2 and not name.endswith("scale"):
-                p.copy_(r / math.sqrt(p[0].numel()))
-            elif name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "tail.0.weight")):
-                p.copy_(1.0 + 0.2 * r)
-            else:
-                p.copy_(0.3 * r)
-        if hasattr(model, "upsample"):  # outputs of image magnitude (about [-1, 1]), as a trained model gives
-            model.upsample[0].weight.mul_(0.15)
-            model.upsample[0].bias.mul_(0.15)
-    return model
-
-
-class NaNAfterLoss(torch.nn.Module):
-    """L1 that turns NaN from step ``steps`` on: drives the non-finite-loss path in tests."""
-
-    def __init__(self, steps: int = 2) -> None:
-        super().__init__()
-        self.steps, self.calls = steps, 0
-
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        loss = torch.nn.functional.l1_loss(sr, hr)
-        return loss * float("nan") if self.calls > self.steps else loss
-
-
-def make_tiny_data(root: Path) -> tuple[Path, Path]:
-    """A training folder of small random-texture images and a benchmark set in the README layout."""
-    import cv2
-    import numpy as np
-
-    from rt4ksr.data.make_lr import make_lr_folder
-
-    rng = np.random.default_rng(0)
-    train = root / "train"
-    train.mkdir(parents=True)
-    for i in range(4):
-        img = cv2.resize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), (48, 40), interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(train / f"t{i}.png"), img)
-    hr = root / "testsets" / "tiny" / "test" / "HR"
-    hr.mkdir(parents=True)
-    for i in range(3):
-        small = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
-        img = cv2.resize(small, (36 + 2 * i, 30), interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(hr / f"v{i}.png"), img)
-    make_lr_folder(hr, hr.parent / "LR_bicubic_x2", 2, workers=1, progress=False)
-    return train, root / "testsets"
-
-
-def tiny_train_overrides(root: Path, train: Path, testsets: Path, run: str = "run") -> list[str]:
-    return [
-        "model.feature_channels=8", "model.num_blocks=1",
-        "data=bsd200", f"data.train_sets.bsd200.dir={train}", "data.lr_crop=8", "data.batch_size=4",
-        "data.repeats=2", "data.num_workers=0", "data.packed=false", f"data.testsets_dir={testsets}",
-        "data.benchmarks=[tiny]", "data.val_workers=0",
-        "trainer=cpu", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
-        "trainer.enable_progress_bar=false", "logger=csv",
-        "callbacks.fuse_validate_time.cpu_size=[16,16]", "callbacks.fuse_validate_time.cpu_repeats=1",
-        "callbacks.fuse_validate_time.log_images=0",
-        f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={root / run}",
-    ]
-
-
-class InterruptAt(__import__("lightning").pytorch.callbacks.Callback):
-    """Raises KeyboardInterrupt (as Ctrl-C does) after training step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.step:
-            raise KeyboardInterrupt
-
-
-class CrashAt(__import__("lightning").pytorch.callbacks.Callback):
-    """Raises a RuntimeError (a crash, not Ctrl-C) after training step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.step:
-            raise RuntimeError("simulated crash")

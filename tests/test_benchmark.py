@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rt4ksr.data import BenchmarkDataset, ImageReadError, MissingLRError
-from rt4ksr.evaluation import evaluate_benchmarks
 from rt4ksr.models import RTSRN, reparameterize
+from rt4ksr.quality.evaluate import evaluate_benchmarks
 
 
 def make_set(root, name="tiny", scale=2, sizes=((30, 41), (24, 24)), gray=False):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from conftest import make_tiny_data
-from rt4ksr.benchmark.model import benchmark, format_rows, fp16_psnr_loss
+from helpers import make_tiny_data
+from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_benchmark_command_json(tmp_path):
 def test_modes_leave_the_model_alone():
     """Modes cast and reformat copies: an fp16 mode that cast the caller's model in place would make every
     later mode, and the fp16 check's fp32 reference, run on fp16-rounded weights."""
-    from rt4ksr.benchmark.model import _runner
+    from rt4ksr.deploy.speed import _runner
 
     deploy = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
     before = {k: v.clone() for k, v in deploy.state_dict().items()}

@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 
 from rt4ksr.config import compose
 from rt4ksr.data import BenchmarkDataset, SRDataModule, random_dihedral, read_image
-from rt4ksr.data.extract_subimages import extract_subimages, window_starts
-from rt4ksr.data.make_lr import bicubic_lr, cached_lr, make_lr_folder
+from rt4ksr.data.lr_files import bicubic_lr, cached_lr, make_lr_folder
+from rt4ksr.data.subimages import extract_subimages, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_make_lr_folder_writes_identical_names_and_resumes(tmp_path):
 def test_make_lr_command(tmp_path):
     write_images(tmp_path / "hr", [(20, 22)])
     (tmp_path / "hr" / "broken.png").write_bytes(b"nope")
-    proc = subprocess.run([sys.executable, "-m", "rt4ksr.data.make_lr", f"hr_dir={tmp_path / 'hr'}",
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.make_lr", f"hr_dir={tmp_path / 'hr'}",
                            f"out_dir={tmp_path / 'out'}", "scale=2", "progress=false"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr

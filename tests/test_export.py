@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import randomize_
-from rt4ksr.export import export
-from rt4ksr.inference import build_model
+from helpers import randomize_
+from rt4ksr.deploy.exporters import export
+from rt4ksr.deploy.inference import build_model
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_safetensors_loads_without_a_model_config(tmp_path, deploy):
 
 
 def test_export_command_from_an_official_checkpoint(tmp_path):
-    from conftest import official_ckpt
+    from helpers import official_ckpt
 
     ckpt = official_ckpt(2)
     out = tmp_path / "rt4ksr_x2.onnx"

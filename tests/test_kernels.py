@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from conftest import official_ckpt, randomize_  # conftest sets TRITON_INTERPRET=1 before torch loads triton
+from helpers import official_ckpt, randomize_  # conftest sets TRITON_INTERPRET=1 before torch loads triton
 from rt4ksr.kernels import TritonRTSRN, supports
 from rt4ksr.models import RTSRN, load_official, reparameterize
 
@@ -63,7 +63,7 @@ def test_unsupported_models_say_why():
 def test_upscaler_with_kernels_equals_eager():
     import numpy as np
 
-    from rt4ksr.inference import Upscaler
+    from rt4ksr.deploy.inference import Upscaler
 
     deploy = reparameterize(randomize_(RTSRN(feature_channels=8, num_blocks=1), seed=3))
     img = np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)
@@ -131,7 +131,7 @@ def test_kernel_sweep_checks_and_picks(tmp_path):
 
 
 def test_cuda_graphed_is_the_function_itself_off_cuda():
-    from rt4ksr.inference import cuda_graphed
+    from rt4ksr.deploy.inference import cuda_graphed
 
     fn = torch.nn.Identity()
     assert cuda_graphed(fn, torch.zeros(1)) is fn

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import official_ckpt
+from helpers import official_ckpt
 
 pytest.importorskip("triton", reason="the kernels need the triton package (pip install -e '.[dev]')")
 ROOT = Path(__file__).parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rt4ksr.metrics import psnr, rgb_to_y, ssim, to_uint8_range, y_psnr_ssim
+from rt4ksr.quality.measures import psnr, rgb_to_y, ssim, to_uint8_range, y_psnr_ssim
 
 
 def test_y_of_pure_colours_matches_matlab_rgb2ycbcr():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import randomize_
+from helpers import randomize_
 from rt4ksr.models import (
     RTSRN,
     BaseBlock,

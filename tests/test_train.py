@@ -10,14 +10,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from conftest import make_tiny_data, tiny_train_overrides
+from helpers import make_tiny_data, tiny_train_overrides
 from rt4ksr import eval as rt_eval
-from rt4ksr.config import compose
-from rt4ksr.lit import NonFiniteLossError
-from rt4ksr.losses import L1AuxLoss
+from rt4ksr.config import CONFIG_DIR, compose
 from rt4ksr.models import read_state_dict
-from rt4ksr.schedules import CosineBudget, parse_duration, warmup_cosine
-from rt4ksr.train import best_checkpoint, train
+from rt4ksr.training.losses import L1AuxLoss
+from rt4ksr.training.module import NonFiniteLossError
+from rt4ksr.training.run import best_checkpoint, train
+from rt4ksr.training.schedules import CosineBudget, parse_duration, warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,8 @@ def cfg_for(tiny, *extra, run="run"):
 
 def test_fast_dev_run_on_cpu(tiny):
     metrics = train(cfg_for(tiny, "trainer.fast_dev_run=true"))
-    assert metrics["global_step"] == 1 and metrics["benchmarks"]["tiny"]["n"] == 3
+    assert metrics["global_step"] == 1
+    assert metrics["benchmarks"]["tiny"]["n"] == 1  # fast_dev_run tests one batch (image) per set
 
 
 def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
@@ -81,7 +82,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny):
     last = root / "nan" / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     cfg = cfg_for(tiny, f"ckpt_path={last}", "trainer.max_epochs=3", run="nan")
-    cfg.loss = OmegaConf.create({"_target_": "conftest.NaNAfterLoss", "steps": 1})
+    cfg.loss = OmegaConf.create({"_target_": "helpers.NaNAfterLoss", "steps": 1})
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):
         train(cfg)
     assert last.read_bytes() == before
@@ -91,7 +92,7 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny):
     root = tiny[0]
     cfg = cfg_for(tiny, "trainer.max_epochs=5", run="intr")
     with open_dict(cfg):
-        cfg.callbacks.stop = OmegaConf.create({"_target_": "conftest.InterruptAt", "step": 3})
+        cfg.callbacks.stop = OmegaConf.create({"_target_": "helpers.InterruptAt", "step": 3})
     with pytest.raises(SystemExit):
         train(cfg)
     ckpt = torch.load(root / "intr" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -151,7 +152,7 @@ def test_every_train_config_group_option_composes_and_instantiates(tmp_path):
     assert cfg.data.train_sets.sample.enabled and cfg.trainer.accelerator == "cpu"
     params = [torch.nn.Parameter(torch.zeros(1))]
     for group in ("trainer", "loss", "optimizer", "scheduler", "callbacks", "logger", "experiment"):
-        for f in sorted((ROOT / "configs" / group).glob("*.yaml")):
+        for f in sorted((Path(CONFIG_DIR) / group).glob("*.yaml")):
             extra = ["trainer.max_time=00:00:01:00"] if f.stem == "cosine" else []
             extra += ["scheduler.total_steps=10"] if f.stem == "onecycle" else []
             extra += ["trainer.accelerator=cpu", "trainer.devices=1"] if f.stem in ("gpu", "ddp") else []
@@ -162,6 +163,8 @@ def test_every_train_config_group_option_composes_and_instantiates(tmp_path):
             if group == "optimizer":
                 instantiate(node)(params=params)
             elif group == "scheduler":
+                node = OmegaConf.to_container(node, resolve=True)
+                assert node.pop("interval") in ("step", "epoch")  # a scheduler carries its own interval
                 instantiate(node)(optimizer=torch.optim.SGD(params, lr=0.1))
             elif group in ("callbacks", "logger"):
                 for sub in node.values():
@@ -190,7 +193,7 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
     overrides = [o for o in tiny_train_overrides(root, train_dir, testsets) if not o.startswith("hydra.run")]
     proc = run_cli("-m", "model/baseblock=base,simplified", "trainer.max_epochs=1",
                    f"hydra.sweep.dir={root / 'sweep'}", *overrides, "logger=wandb",
-                   "callbacks.fuse_validate_time.log_images=1")
+                   "callbacks.deploy_timing.log_images=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((root / "sweep").glob("*/metrics.json"))
     assert len(runs) == 2
@@ -221,7 +224,7 @@ def test_optuna_search_runs_trials(tiny):
     root, train_dir, testsets = tiny
     overrides = [o for o in tiny_train_overrides(root, train_dir, testsets) if not o.startswith("hydra.run")]
     proc = run_cli("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-                   "trainer.max_epochs=1", "callbacks.fuse_validate_time.time_inference=false",
+                   "trainer.max_epochs=1", "callbacks.deploy_timing.time_inference=false",
                    f"hydra.sweep.dir={root / 'optuna'}", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = (root / "optuna" / "optimization_results.yaml").read_text()
@@ -253,7 +256,7 @@ def test_time_budget_ends_validated_and_saved(tiny):
     root = tiny[0]
     metrics = train(cfg_for(tiny, "trainer.max_epochs=100000", "trainer.max_time=00:00:00:03",
                             "trainer.check_val_every_n_epoch=100000", "scheduler=cosine",
-                            "scheduler_interval=step", run="timed"))
+                            run="timed"))
     final = torch.load(root / "timed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == metrics["global_step"] > 2
     assert metrics["health"]["validations"][-1]["step"] == metrics["global_step"]
@@ -265,7 +268,7 @@ def test_last_checkpoint_on_a_step_interval_survives_a_crash(tiny):
     cfg = cfg_for(tiny, "trainer.max_epochs=5", "trainer.check_val_every_n_epoch=10",
                   "callbacks.last_checkpoint.every_n_steps=3", run="crash")
     with open_dict(cfg):
-        cfg.callbacks.crash = OmegaConf.create({"_target_": "conftest.CrashAt", "step": 5})
+        cfg.callbacks.crash = OmegaConf.create({"_target_": "helpers.CrashAt", "step": 5})
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg)
     last = torch.load(root / "crash" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -274,7 +277,7 @@ def test_last_checkpoint_on_a_step_interval_survives_a_crash(tiny):
 
 
 def test_step_budget_with_the_same_seed_gives_identical_weights(tiny):
-    common = ["trainer.max_epochs=100", "trainer.max_steps=7", "scheduler=cosine", "scheduler_interval=step",
+    common = ["trainer.max_epochs=100", "trainer.max_steps=7", "scheduler=cosine",
               "scheduler.warmup_steps=3", "data.num_workers=1", "seed=3"]
     a = train(cfg_for(tiny, *common, run="rep_a"))
     b = train(cfg_for(tiny, *common, run="rep_b"))
@@ -296,7 +299,7 @@ def test_a_run_that_does_not_learn_says_so(tiny, caplog):
 
 
 def test_run_health_flags_a_fall_below_the_best():
-    from rt4ksr.callbacks import RunHealth
+    from rt4ksr.training.callbacks import RunHealth
 
     h = RunHealth(stall_db=0.1, drop_db=0.25, stall_after_steps=100)
     h.baseline = {"val/psnr": 30.0}

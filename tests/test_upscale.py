@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import randomize_
+from helpers import randomize_
 from rt4ksr.data import read_image
-from rt4ksr.inference import Upscaler, build_model
+from rt4ksr.deploy.inference import Upscaler, build_model
+from rt4ksr.deploy.upscaling import UnsupportedInputError, upscale_path
 from rt4ksr.models import RTSRN, reparameterize
-from rt4ksr.upscale import UnsupportedInputError, upscale_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,20 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-# the configs/ folder of the checkout this package was installed from (editable install), or RT4KSR_CONFIG_DIR
-CONFIG_DIR = str(Path(os.environ.get("RT4KSR_CONFIG_DIR", _REPO_ROOT / "configs")).resolve())
-PROJECT_ROOT = str(Path(CONFIG_DIR).parent)
+# The configs ship inside the package. Users add their own folder with Hydra's search path
+# ('hydra.searchpath=[file:///path/to/configs]'): its files extend or override these, group by group.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+
+
+def project_root() -> str:
+    """Where default data, logs and caches are looked for: ``RT4KSR_ROOT``; else the source checkout this package
+    runs from (so ``../shared`` beside it is found); else the current working directory (an installed package)."""
+    if os.environ.get("RT4KSR_ROOT"):
+        return str(Path(os.environ["RT4KSR_ROOT"]).resolve())
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "rt4ksr").is_dir():
+        return str(checkout)
+    return str(Path.cwd())
 
 
 
@@ -50,7 +60,7 @@ def sweep_group() -> str | None:
 
 
 if not OmegaConf.has_resolver("rt4ksr_root"):
-    OmegaConf.register_new_resolver("rt4ksr_root", lambda: PROJECT_ROOT)
+    OmegaConf.register_new_resolver("rt4ksr_root", project_root)
 if not OmegaConf.has_resolver("rt4ksr_sample_dir"):
     OmegaConf.register_new_resolver("rt4ksr_sample_dir", sample_images_dir)
 if not OmegaConf.has_resolver("rt4ksr_wandb_offline"):

@@ -12,8 +12,8 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from rt4ksr.config import CONFIG_DIR, resolve_device
-from rt4ksr.evaluation import evaluate_benchmarks, format_table
-from rt4ksr.inference import build_model
+from rt4ksr.deploy.inference import build_model
+from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rt4ksr.data.benchmark import BenchmarkDataset
+from rt4ksr.data.crops import HRCrops, HRImage, PackedImages, scan_folder, scan_images
 from rt4ksr.data.degradation import MatlabBicubic
-from rt4ksr.data.train import HRCrops, HRImage, PackedImages, scan_folder, scan_images
+from rt4ksr.data.testsets import BenchmarkDataset
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,10 @@ class SRDataModule(L.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return [DataLoader(ds, batch_size=1, sampler=ShardSampler(len(ds), rank, world), num_workers=self.val_workers)
                 for ds in self.benchmark_datasets()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The same sets as validation, for the end-of-run test of the final and the best state."""
+        return self.val_dataloader()
 
     @torch.no_grad()
     def make_pairs(self, hr_u8: Tensor) -> dict[str, Tensor]:

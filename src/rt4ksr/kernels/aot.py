@@ -124,8 +124,8 @@ def compile_report(fused: TritonRTSRN, input_shape: tuple[int, int, int, int], a
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    from rt4ksr.deploy.timing import uhd_input
     from rt4ksr.models import RTSRN, load_official, reparameterize
-    from rt4ksr.timing import uhd_input
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", help="official-format weights; none: a random released-design network")

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rt4ksr.inference import cuda_graphed
+from rt4ksr.deploy.inference import cuda_graphed
+from rt4ksr.deploy.timing import measure_ms, uhd_input
 from rt4ksr.kernels import TritonRTSRN, supports
 from rt4ksr.models import RTSRN, load_official, reparameterize
-from rt4ksr.timing import measure_ms, uhd_input
 
 
 @torch.no_grad()
