@@ -32,6 +32,7 @@ def test_wrong_architecture_names_missing_and_unexpected_keys():
     with pytest.raises(CheckpointMismatchError) as err:
         load_into(RTSRN(num_blocks=5), state)
     assert "missing keys" in str(err.value) and "body.4.conv1.expand_conv.weight" in str(err.value)
+    assert "\n" not in str(err.value) and str(err.value).endswith("model.num_blocks=4")  # one line, with the fix
     with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
         load_into(RTSRN(num_blocks=3), state)
 

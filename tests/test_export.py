@@ -96,3 +96,31 @@ def test_export_command_from_an_official_checkpoint(tmp_path):
 def test_bad_format():
     with pytest.raises(ValueError, match="format must be one of"):
         export(reparameterize(RTSRN()), "tflite", Path("x"))
+
+
+def test_onnx_convention_static_shape_and_fp16(tmp_path, deploy):
+    """The documented convention: input 'lr' and output 'sr', RGB NCHW in [0, 1], the metadata that says so, and
+    a static-shape variant for TensorRT / vs-mlrt users."""
+    import onnx
+    import onnxruntime as ort
+
+    from rt4ksr.deploy.exporters import ONNX_CONVENTION
+
+    path = export(deploy, "onnx", tmp_path / "s.onnx", fp16=True, input_size=(24, 40), batch_size=2)
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["scale"] == str(deploy.scale) and meta["precision"] == "fp16"
+    assert all(meta[k] == v for k, v in ONNX_CONVENTION.items()) and "RGB" in proto.doc_string
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    dims = [[d.dim_value for d in t.type.tensor_type.shape.dim] for t in (inp, out)]
+    assert (inp.name, out.name) == ("lr", "sr")
+    assert dims == [[2, 3, 24, 40], [2, 3, 24 * deploy.scale, 40 * deploy.scale]]  # every axis fixed
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    x = torch.rand(2, 3, 24, 40)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["sr"], {"lr": x.half().numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got.astype(np.float32) - deploy(x).numpy()).max() <= 2e-2
+    dynamic = onnx.load(str(export(deploy, "onnx", tmp_path / "d.onnx")))
+    assert [d.dim_param for d in dynamic.graph.input[0].type.tensor_type.shape.dim] == ["batch", "", "height", "width"]
+    with pytest.raises(ValueError, match="ONNX only"):
+        export(deploy, "torchscript", tmp_path / "x.pt", input_size=(24, 40))

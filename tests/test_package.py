@@ -87,8 +87,8 @@ def test_a_missing_extra_is_one_line_and_a_non_zero_exit(tmp_path):
     """The upscaler without PyAV: one line naming the install, exit status 1, no traceback."""
     code = ("import sys; sys.modules['av'] = None; sys.argv = ['rt4ksr', 'upscale', 'ckpt_path=none', "
             f"'input={tmp_path / 'clip.mp4'}', 'output={tmp_path / 'out.mp4'}']; "
-            "from rt4ksr.deploy.upscaling import upscale_video; from rt4ksr.cli import user_errors\n"
-            "with user_errors():\n    upscale_video(None, None, None)")
+            "from rt4ksr.deploy.upscaling import upscale_video; from rt4ksr.errors import user_command\n"
+            "user_command(upscale_video)(None, None, None)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: video upscaling needs the 'av' package: pip install 'rt4ksr[video]'"

@@ -12,7 +12,8 @@ import torch
 from helpers import randomize_
 from rt4ksr.data import read_image
 from rt4ksr.deploy.inference import Upscaler, build_model
-from rt4ksr.deploy.upscaling import UnsupportedInputError, upscale_path
+from rt4ksr.deploy.upscaling import OutputOptions, UnsupportedInputError, upscale_path
+from rt4ksr.errors import ConfigValueError
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def test_tiled_output_equals_untiled(scale):
     model = tiny_model(scale)
     img = np.random.default_rng(1).integers(0, 256, (75, 101, 3), dtype=np.uint8)
     whole = Upscaler(model, torch.device("cpu"))(img)
-    tiled = Upscaler(model, torch.device("cpu"), tile=24, overlap=12)(img)
+    tiled = Upscaler(model, torch.device("cpu"), tile=24, tile_pad=12)(img)
     assert tiled.shape == whole.shape == (75 * scale, 101 * scale, 3)
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1  # within 1/255
 
@@ -47,14 +48,15 @@ def test_image_and_folder_resume(tmp_path, up2):
     write(tmp_path / "in" / "sub" / "b.jpg", 17, 16, seed=1)
     (tmp_path / "in" / "notes.txt").write_text("hello")
     (tmp_path / "in" / "sub" / "broken.png").write_bytes(b"nope")
-    errors = upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
-    assert len(errors) == 1 and "broken.png" in errors[0]  # reported; the others are done
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
+    assert len(report.failed) == 1 and "broken.png" in report.failed[0]  # reported; the others are done
+    assert len(report.written) == 2
     assert read_image(tmp_path / "out" / "a.png").shape == (40, 62, 3)
     assert read_image(tmp_path / "out" / "sub" / "b.png").shape == (34, 32, 3)
     stamp = (tmp_path / "out" / "a.png").stat().st_mtime_ns
     upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == stamp  # resumed: kept
-    upscale_path(up2, tmp_path / "in", tmp_path / "out", overwrite=True, progress=False)
+    upscale_path(up2, tmp_path / "in", tmp_path / "out", OutputOptions(overwrite=True), progress=False)
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns != stamp
     upscale_path(up2, tmp_path / "in" / "a.png", tmp_path / "single.png", progress=False)
     assert read_image(tmp_path / "single.png").shape == (40, 62, 3)
@@ -139,3 +141,146 @@ def test_build_model_needs_a_config_for_bare_state_dicts(tmp_path):
     torch.save(reparameterize(RTSRN()).state_dict(), tmp_path / "bare.pth")
     with pytest.raises(ValueError, match="carries no model config"):
         build_model(None, tmp_path / "bare.pth")
+
+
+# --- nothing lost: depth, gray, alpha, orientation ----------------------------------------------------------
+
+
+def test_alpha_is_kept_and_upscaled(tmp_path, up2):
+    """Alpha goes through the network as a gray plane (Real-ESRGAN's default) or through bicubic resizing; a
+    uniform alpha stays uniform."""
+    from rt4ksr.deploy.upscaling import _single_channel
+
+    rgba = np.random.default_rng(3).integers(0, 256, (18, 22, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(np.arange(22) < 11, 255, 0)[None]  # opaque left half, transparent right half
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    expected = {"model": _single_channel(up2, rgba[..., 3]),
+                "bicubic": cv2.resize(rgba[..., 3], (44, 36), interpolation=cv2.INTER_CUBIC)}
+    for mode in ("model", "bicubic"):
+        upscale_path(up2, tmp_path / "a.png", tmp_path / f"{mode}.png", OutputOptions(alpha=mode), progress=False)
+        out = cv2.imread(str(tmp_path / f"{mode}.png"), cv2.IMREAD_UNCHANGED)
+        assert out.shape == (36, 44, 4) and out.dtype == np.uint8
+        assert (out[..., 3] == expected[mode]).all()
+        assert (out[..., 2::-1] == up2(rgba[..., 2::-1])).all()  # the colour as without alpha
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "o.png"), opaque)
+    upscale_path(up2, tmp_path / "o.png", tmp_path / "o_out.png", progress=False)
+    assert (cv2.imread(str(tmp_path / "o_out.png"), cv2.IMREAD_UNCHANGED)[..., 3] == 255).all()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_stays_16_bit(tmp_path, up2, suffix):
+    deep = np.random.default_rng(4).integers(0, 65536, (12, 15, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / f"d{suffix}"), deep)
+    upscale_path(up2, tmp_path / f"d{suffix}", tmp_path / f"o{suffix}", progress=False)
+    out = cv2.imread(str(tmp_path / f"o{suffix}"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == (24, 30, 3)
+    as8 = up2(np.round(deep[..., ::-1] / 257.0).astype(np.uint8))  # the same image through the 8-bit path
+    assert np.abs(out[..., ::-1] / 257.0 - as8).max() <= 2.0
+    assert len(np.unique(out)) > 256  # more than 8 bits of levels
+
+
+def test_gray_stays_single_channel_and_neutral(tmp_path, up2):
+    gray = np.random.default_rng(5).integers(0, 256, (14, 19), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    upscale_path(up2, tmp_path / "g.png", tmp_path / "o.png", progress=False)
+    out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (28, 38) and out.dtype == np.uint8
+    rgb = up2.run(up2.to_tensor(np.repeat(gray[:, :, None], 3, axis=2)))  # what the network makes of it
+    mean = (rgb.mean(dim=1)[0].clamp(0, 1) * 255).round().numpy()
+    assert np.abs(out - mean).max() <= 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_honoured(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    from rt4ksr.data.io import read_picture
+
+    img = Image.fromarray(np.random.default_rng(orientation).integers(0, 256, (6, 9, 3), dtype=np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "e.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "e.png") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    got = read_picture(tmp_path / "e.png").color
+    assert got.shape == expected.shape and (got == expected).all()
+
+
+def test_formats_that_cannot_hold_the_result_say_so(tmp_path, up2, caplog):
+    rgba = np.random.default_rng(6).integers(0, 256, (10, 10, 4), dtype=np.uint8)
+    rgba[:5, :, 3] = 0
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((10, 10, 3), 40000, np.uint16))
+    with caplog.at_level("WARNING"):
+        upscale_path(up2, tmp_path / "a.png", tmp_path / "a.jpg", progress=False)
+        upscale_path(up2, tmp_path / "d.png", tmp_path / "d.jpg", progress=False)
+    assert "transparency is dropped" in caplog.text and "rounded to 8 bits" in caplog.text
+    assert cv2.imread(str(tmp_path / "d.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+
+
+# --- the conventions of Real-ESRGAN and chaiNNer users --------------------------------------------------------
+
+
+def test_outscale_suffix_ext_and_tile_pad(tmp_path, up2):
+    write(tmp_path / "in" / "a.png", 20, 30)
+    write(tmp_path / "in" / "b.jpg", 11, 13, seed=2)
+    opts = OutputOptions(outscale=3.5, suffix="_out", ext="auto")
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "out", opts, progress=False)
+    assert sorted(p.name for p in report.written) == ["a_out.png", "b_out.jpg"]
+    assert read_image(tmp_path / "out" / "a_out.png").shape == (70, 105, 3)
+    assert read_image(tmp_path / "out" / "b_out.jpg").shape == (38, 46, 3)  # round(11 * 3.5), round(13 * 3.5)
+    shrink = upscale_path(up2, tmp_path / "in" / "a.png", tmp_path / "half.png", OutputOptions(outscale=0.5),
+                          progress=False)
+    assert read_image(shrink.written[0]).shape == (10, 15, 3)
+    with pytest.raises(ConfigValueError, match="overwrite"):  # same folder, same name, same format
+        upscale_path(up2, tmp_path / "in" / "a.png", tmp_path / "in", progress=False)
+    with pytest.raises(ConfigValueError, match="ext must be"):
+        OutputOptions(ext="gif")
+
+
+def test_realesrgan_flags_become_overrides():
+    from rt4ksr.upscale import translate_flags
+
+    argv = ["-i", "in dir/x.png", "-o", "out", "-s", "3.5", "-t", "256", "--tile_pad=10", "--fp32", "--suffix",
+            "_out", "--ext", "jpg", "--model_path", "w.pth", "-g", "1", "--alpha_upsampler", "realesrgan",
+            "compile=true", "--cfg", "job"]
+    assert translate_flags(argv) == ["input='in dir/x.png'", "output=out", "outscale=3.5", "tile=256", "tile_pad=10",
+                                     "half=false", "suffix=_out", "ext=jpg", "ckpt_path=w.pth", "device=cuda:1",
+                                     "alpha=model", "compile=true", "--cfg", "job"]
+
+
+def test_onnxruntime_backend_matches_torch(up2):
+    pytest.importorskip("onnxruntime")
+    img = np.random.default_rng(7).integers(0, 256, (21, 34, 3), dtype=np.uint8)
+    model = tiny_model(2)
+    ref = Upscaler(model, torch.device("cpu"))(img)
+    for tile in (0, 16):
+        got = Upscaler(model, torch.device("cpu"), backend="onnxruntime", tile=tile, tile_pad=16)(img)
+        assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_webm_output_reencodes_aac_audio(tmp_path, caplog):
+    import av
+
+    make_video(tmp_path / "in.mp4", frames=5, size=(16, 20), audio=True)
+    up = Upscaler(tiny_model(2), torch.device("cpu"))
+    with caplog.at_level("INFO"):
+        report = upscale_path(up, tmp_path / "in.mp4", tmp_path / "clip.webm", progress=False)
+    assert "re-encoded with libopus" in caplog.text
+    with av.open(str(report.written[0])) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert c.streams.audio[0].codec_context.name == "opus"
+        assert sum(1 for _ in c.decode(video=0)) == 5
+    with av.open(str(report.written[0])) as c:
+        assert sum(f.samples for f in c.decode(audio=0)) > 0
+    assert not list(tmp_path.glob(".*partial*"))  # the temporary file became the output
+
+
+def test_cpu_commands_keep_freed_memory():
+    """glibc takes the thresholds (checked in a fresh process: the setting is process-wide)."""
+    code = "from rt4ksr.deploy.cpu_memory import keep_freed_memory; assert keep_freed_memory()"
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt exists on Linux only; elsewhere the call is a no-op")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,23 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rt4ksr.cli import user_errors
 from rt4ksr.config import CONFIG_DIR, resolve_device
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.throughput import degradation_fidelity, loader_crops_per_s, time_ms
+from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.deploy.inference import build_model
 from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.deploy.timing import uhd_input
+from rt4ksr.errors import user_command
+from rt4ksr.files import write_json
 from rt4ksr.models import load_into, read_state_dict
 from rt4ksr.models.checkpoint import is_deploy_state
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
+@user_command
 def speed_main(cfg: DictConfig) -> None:
+    keep_freed_memory()  # as every command that runs the model does
     device = resolve_device(cfg.device)
     deploy = build_model(cfg.model, cfg.ckpt_path)
     train_model = None
@@ -38,10 +41,9 @@ def speed_main(cfg: DictConfig) -> None:
             train_model = load_into(instantiate(cfg.model), state)
     scale = deploy.scale
     size = tuple(uhd_input(scale)) if device.type == "cuda" else tuple(cfg.cpu_size[str(scale)])
-    with user_errors(ValueError):  # an unknown mode
-        rows = benchmark(train_model, deploy, device, size, list(cfg.batch_sizes), list(cfg.modes), cfg.warmup,
-                         cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
-                         OmegaConf.to_container(cfg.kernel_options))
+    rows = benchmark(train_model, deploy, device, size, list(cfg.batch_sizes), list(cfg.modes), cfg.warmup,
+                     cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
+                     OmegaConf.to_container(cfg.kernel_options))
     print(format_rows(rows))
     report: dict[str, Any] = {"scale": scale, "rows": rows,
                               "kernel_options": OmegaConf.to_container(cfg.kernel_options)}
@@ -55,10 +57,11 @@ def speed_main(cfg: DictConfig) -> None:
             if "psnr_kernels" in r:
                 print(f"kernels (fp16) on {name}: {r['psnr_kernels']:.4f} dB (loss {r['kernels_loss_db']:.4f} dB)")
     if cfg.json:
-        Path(hydra.utils.to_absolute_path(cfg.json)).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(hydra.utils.to_absolute_path(cfg.json), report)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark_data")
+@user_command
 def data_main(cfg: DictConfig) -> None:
     dm: SRDataModule = instantiate(cfg.data)
     report: dict = {"loader_crops_per_s_per_worker": {}, "degrade_augment_ms_per_batch": {}}
@@ -82,7 +85,7 @@ def data_main(cfg: DictConfig) -> None:
         for k, v in fid.items():
             print(f"LR PSNR vs MATLAB files ({', '.join(cfg.fidelity_sets)} x{dm.scale}), {k}: {v:.2f} dB")
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(hydra.utils.to_absolute_path(cfg.json), report)
 
 
 def main() -> None:

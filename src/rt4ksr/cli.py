@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
-from collections.abc import Iterator
-
-from rt4ksr.extras import MissingExtraError
 
 COMMANDS = {
     "train": "rt4ksr.train",
@@ -34,16 +30,6 @@ SUMMARIES = {
     "kernel-sweep": "find the fastest Triton kernel options for this GPU",
     "kernel-report": "compile the Triton kernels for sm_90 and report registers, spills, occupancy",
 }
-
-
-@contextlib.contextmanager
-def user_errors(*types: type[BaseException]) -> Iterator[None]:
-    """Within a command: the given exception types (and a missing extra) become one line on stderr and exit
-    status 1, without a traceback; anything else keeps its traceback."""
-    try:
-        yield
-    except (MissingExtraError, *types) as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 def usage() -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import hydra
 import torch
@@ -12,7 +10,10 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.deploy.inference import build_model
+from rt4ksr.errors import user_command
+from rt4ksr.files import write_json
 from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
 
 log = logging.getLogger(__name__)
@@ -26,16 +27,16 @@ def run(cfg: DictConfig) -> dict:
                                   progress=cfg.progress, lr_cache_dir=cfg.data.lr_cache_dir)
     print(format_table(results, model.scale))
     if cfg.metrics_file:
-        out = Path(to_absolute_path(cfg.metrics_file))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        out = write_json(to_absolute_path(cfg.metrics_file), results)
         log.info("metrics written to %s", out)
     return results
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@user_command
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
+    keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
     run(cfg)
 
 

@@ -7,14 +7,17 @@ from omegaconf import DictConfig
 
 from rt4ksr.config import CONFIG_DIR
 from rt4ksr.data.subimages import extract_subimages
+from rt4ksr.errors import PartialFailure, user_command
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract_subimages")
+@user_command
 def main(cfg: DictConfig) -> None:
     errors = extract_subimages(cfg.input_dir, cfg.output_dir, cfg.crop_size, cfg.step, cfg.thresh_size,
                                cfg.workers, progress=cfg.progress)
+    print(f"sub-images in {cfg.output_dir}")
     if errors:
-        print(f"{len(errors)} unreadable file(s) skipped:\n" + "\n".join(errors))
+        raise PartialFailure("image(s)", errors)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ from omegaconf import DictConfig
 
 from rt4ksr.config import CONFIG_DIR
 from rt4ksr.data.lr_files import make_lr_folder
+from rt4ksr.errors import PartialFailure, user_command
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="make_lr")
+@user_command
 def main(cfg: DictConfig) -> None:
     errors = make_lr_folder(cfg.hr_dir, cfg.out_dir, cfg.scale, cfg.workers, cfg.overwrite, cfg.progress)
+    print(f"LR x{cfg.scale} images in {cfg.out_dir}")
     if errors:
-        print(f"{len(errors)} unreadable file(s):\n" + "\n".join(errors))
+        raise PartialFailure("image(s)", errors)
 
 
 if __name__ == "__main__":

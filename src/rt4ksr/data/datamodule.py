@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rt4ksr.data.crops import HRCrops, HRImage, PackedImages, scan_folder, scan_images
+from rt4ksr.data.crops import HRCrops, HRImage, PackedImages, require_folder, scan_folder, scan_images
 from rt4ksr.data.degradation import MatlabBicubic
 from rt4ksr.data.testsets import BenchmarkDataset
+from rt4ksr.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +96,30 @@ class SRDataModule(L.LightningDataModule):
     def enabled_sets(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.train_sets.items() if v.get("enabled", True)}
 
+    def check_sources(self) -> None:
+        """Fail early, with where the data comes from, when an enabled training folder does not exist."""
+        sets = self.enabled_sets()
+        if not sets:
+            raise ConfigValueError(f"no training set enabled (data.train_sets: {', '.join(self.train_sets)})")
+        for cfg in sets.values():
+            require_folder(cfg["dir"], cfg.get("hint"))
+
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit") or self.train_dataset is not None:
             return
         sets = self.enabled_sets()
         if not sets:
-            raise ValueError(f"no training set enabled (data.train_sets: {', '.join(self.train_sets)})")
-        paths = [p for cfg in sets.values() for p in scan_folder(cfg["dir"], cfg.get("files"))]
+            raise ConfigValueError(f"no training set enabled (data.train_sets: {', '.join(self.train_sets)})")
+        paths = [p for cfg in sets.values() for p in scan_folder(cfg["dir"], cfg.get("files"), hint=cfg.get("hint"))]
         images = scan_images(paths, self.hr_crop)
         if not images:
-            raise ValueError(f"the training set is empty: no readable image of at least {self.hr_crop}x{self.hr_crop} "
-                             f"in {', '.join(str(c['dir']) for c in sets.values())}")
+            folders = ", ".join(str(c["dir"]) for c in sets.values())
+            raise ConfigValueError(f"the training set is empty: no readable image of at least "
+                                   f"{self.hr_crop}x{self.hr_crop} in {folders}")
         pack = None
         if self.packed:
             if self.cache_dir is None:
-                raise ValueError("packed=true needs a cache_dir to write the pack into")
+                raise ConfigValueError("packed=true needs a cache_dir to write the pack into")
             prefix = Path(self.cache_dir) / "packed" / f"{'+'.join(sets)}-{PackedImages.key(images)}"
             if prefix.with_suffix(".json").exists():
                 pack = PackedImages(prefix)

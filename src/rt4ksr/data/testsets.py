@@ -11,11 +11,12 @@ from torch.utils.data import Dataset
 
 from rt4ksr.data.io import ImageReadError, list_images, read_image
 from rt4ksr.data.lr_files import cached_lr
+from rt4ksr.errors import ConfigValueError, InputNotFoundError, UserError
 
 LAYOUT = "<testsets_dir>/<name>/test/HR/*.png and <testsets_dir>/<name>/test/LR_bicubic_x<scale>/*.png"
 
 
-class MissingLRError(FileNotFoundError):
+class MissingLRError(UserError, FileNotFoundError):
     """The set has HR images but no LR folder for this scale."""
 
 
@@ -32,7 +33,7 @@ class BenchmarkDataset(Dataset):
         self.name, self.scale = name, scale
         if hr_files is not None:
             if lr_cache_dir is None:
-                raise ValueError(f"benchmark {name!r} from HR files needs an lr_cache_dir")
+                raise ConfigValueError(f"benchmark {name!r} from HR files needs an lr_cache_dir")
             self.hr_files = [Path(p) for p in hr_files]
             lr_of = cached_lr(self.hr_files, lr_cache_dir, name, scale, progress=progress)
             self.lr_files = [lr_of[hr] for hr in self.hr_files]
@@ -40,15 +41,15 @@ class BenchmarkDataset(Dataset):
         base = Path(testsets_dir) / name / "test"
         self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
         if not self.hr_dir.is_dir():
-            raise FileNotFoundError(f"benchmark {name!r}: no HR folder at {self.hr_dir} (expected layout: {LAYOUT})")
+            raise InputNotFoundError(f"benchmark {name!r}: no HR folder at {self.hr_dir} (expected layout: {LAYOUT})")
         self.hr_files = list_images(self.hr_dir)
         if not self.hr_files:
-            raise FileNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
+            raise InputNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
         if self.lr_dir.is_dir():
             self.lr_files = [self.lr_dir / hr.name for hr in self.hr_files]
             for hr, lr in zip(self.hr_files, self.lr_files, strict=True):
                 if not lr.is_file():
-                    raise FileNotFoundError(f"benchmark {name!r}: HR image {hr} has no LR partner {lr}")
+                    raise InputNotFoundError(f"benchmark {name!r}: HR image {hr} has no LR partner {lr}")
         elif lr_cache_dir is not None:  # HR-only set: MATLAB-identical LR, generated once into the cache
             lr_of = cached_lr(self.hr_files, lr_cache_dir, name, scale, progress=progress)
             self.lr_files = [lr_of[hr] for hr in self.hr_files]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -13,11 +14,13 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from rt4ksr.errors import UserError
 from rt4ksr.models import reparameterize
+from rt4ksr.models.checkpoint import CONFIG_KEY, config_tensor
 from rt4ksr.quality.metric import SRQuality, as_floats
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The loss became NaN or infinite: training stops, and the last good checkpoint stays as it was."""
 
 
@@ -187,9 +190,14 @@ class SRModule(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer=opt)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
-    # --- exact resume: the random state travels with the checkpoint ------------------------------------------
+    # --- exact resume: the random state travels with the checkpoint; so does the model config, inside the state
+    # dict, so that tools that read only a file's tensors (spandrel) rebuild the network -----------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"][CONFIG_KEY] = config_tensor(self.net.config)
+        for sched in checkpoint.get("lr_schedulers", []):  # MultiStepLR keeps its milestones in a Counter, which
+            if isinstance(sched.get("milestones"), Counter):  # safe unpicklers (spandrel's) refuse: a plain dict
+                sched["milestones"] = dict(sched["milestones"])
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         checkpoint["rng_states"] = {  # tensors and plain values only: loadable with weights_only=True
             "torch": torch.get_rng_state(),
@@ -199,6 +207,10 @@ class SRModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint.get("state_dict", {}).pop(CONFIG_KEY, None)
+        for sched in checkpoint.get("lr_schedulers", []):
+            if isinstance(sched.get("milestones"), dict):
+                sched["milestones"] = Counter(sched["milestones"])
         states = checkpoint.get("rng_states")
         if not states:
             return

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rt4ksr.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from rt4ksr.errors import ConfigValueError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,26 @@ def _header_size(path: Path) -> tuple[int, int]:
     return h, w
 
 
-def scan_folder(folder: str | Path, files: Sequence[str] | None = None, recursive: bool = True) -> list[Path]:
-    """Image files of an HR folder (recursively), or the listed ``files`` in it."""
+def require_folder(folder: str | Path, hint: str | None = None) -> Path:
+    """``folder`` as a Path, or an error that says where the data comes from (``hint``) when it is missing."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(
-            f"training folder not found: {folder} (expected a folder of HR images, e.g. "
-            "<data_dir>/BSD200/HR/*.png or <data_dir>/DIV2K_Flickr2K/sub/train_HR/*.png)")
+        raise InputNotFoundError(
+            f"training folder not found: {folder} (a folder of HR images; paths.data_dir or RT4KSR_DATA_DIR "
+            f"sets where data is looked for). {hint or ''} Without any download: experiment=quickstart")
+    return folder
+
+
+def scan_folder(folder: str | Path, files: Sequence[str] | None = None, recursive: bool = True,
+                hint: str | None = None) -> list[Path]:
+    """Image files of an HR folder (recursively), or the listed ``files`` in it. ``hint`` (from the set's
+    config) tells a user whose folder is missing where the data comes from."""
+    folder = require_folder(folder, hint)
     if files is not None:
         paths = [folder / f for f in files]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"listed training images not found: {', '.join(missing)}")
+            raise InputNotFoundError(f"listed training images not found: {', '.join(missing)}")
         return paths
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
@@ -155,7 +164,7 @@ class HRCrops(Dataset):
     def __init__(self, images: Sequence[HRImage], crop: int, repeats: int = 1,
                  packed: PackedImages | None = None) -> None:
         if not images:
-            raise ValueError("the training set is empty: no readable image at least as large as the crop")
+            raise ConfigValueError("the training set is empty: no readable image at least as large as the crop")
         self.images, self.crop, self.repeats, self.packed = list(images), crop, repeats, packed
         self._bad: set[int] = set()
 

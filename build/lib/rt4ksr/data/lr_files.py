@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from rt4ksr.data.degradation import imresize, mod_crop
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
+from rt4ksr.errors import ConfigValueError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ def make_lr_folder(hr_dir: str | Path, out_dir: str | Path, scale: int, workers:
     """Every image of ``hr_dir`` to ``out_dir`` with the same file name (PNG for lossless files)."""
     hr_dir, out_dir = Path(hr_dir), Path(out_dir)
     if not hr_dir.is_dir():
-        raise FileNotFoundError(f"HR folder not found: {hr_dir}")
+        raise InputNotFoundError(f"HR folder not found: {hr_dir}")
     if out_dir.resolve() == hr_dir.resolve():
-        raise ValueError("out_dir must differ from hr_dir")
+        raise ConfigValueError("out_dir must differ from hr_dir")
     pairs = [(p, out_dir / p.name) for p in list_images(hr_dir)]
     todo = [(h, o) for h, o in pairs if overwrite or not o.exists()]
     log.info("%d HR images in %s, %d to generate", len(pairs), hr_dir, len(todo))

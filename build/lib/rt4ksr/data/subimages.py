@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
+from rt4ksr.errors import InputNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def extract_subimages(input_dir: str | Path, output_dir: str | Path, crop_size: 
     """Cut every image of ``input_dir``; returns the errors of unreadable files."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
-        raise FileNotFoundError(f"input folder not found: {input_dir}")
+        raise InputNotFoundError(f"input folder not found: {input_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     files = list_images(input_dir)
     jobs = [(str(f), str(output_dir), crop_size, step, thresh_size) for f in files]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from rt4ksr.errors import ConfigValueError
+from rt4ksr.extras import require
 from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
 from rt4ksr.models.checkpoint import is_deploy_state, read_config
 
@@ -28,19 +31,20 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any] | None, ckpt_path: str
     """
     if ckpt_path is None:
         if model_cfg is None:
-            raise ValueError("give a model config, a checkpoint, or both")
+            raise ConfigValueError("give a model config, a checkpoint (ckpt_path=...), or both")
         log.warning("no ckpt_path: randomly initialised weights")
         return reparameterize(instantiate(model_cfg))
     path = to_absolute_path(str(ckpt_path))
     state = read_state_dict(path)
-    deploy = is_deploy_state(state)
     carried = read_config(path)
+    deploy = is_deploy_state(state, carried)
     if carried is not None:
         model = model_from_config(carried, is_train=not deploy)
     elif model_cfg is not None:
         model = instantiate(model_cfg, is_train=not deploy)
     else:
-        raise ValueError(f"{path} carries no model config: give model=<preset> as well")
+        raise ConfigValueError(f"{path} carries no model config: give model=<preset> as well "
+                               "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design)")
     load_into(model, state, path)
     return reparameterize(model)
 
@@ -84,42 +88,78 @@ def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 
     return replay
 
 
-class Upscaler:
-    """Runs a deploy-form model on uint8 RGB images: fp16 + channels_last on CUDA, fp32 on the CPU.
+class OnnxRunner:
+    """The deploy-form model exported to ONNX in memory and run by ONNX Runtime on the CPU: a faster CPU path
+    than eager PyTorch for this small convolutional network. Takes and returns float32 CPU tensors."""
 
-    ``tile`` > 0 processes large images in LR tiles of that size with ``overlap`` pixels of context on each
-    side (aligned to the model's unshuffle grid), so the output equals the untiled one.
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+        from rt4ksr.deploy.exporters import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(copy.deepcopy(model).eval().float().cpu(), Path(tmp) / "model.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads or torch.get_num_threads()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.from_numpy(self.session.run(None, {"lr": x.float().cpu().numpy()})[0])
+
+
+class Upscaler:
+    """Runs a deploy-form model on uint8 or uint16 RGB images: fp16 + channels_last on CUDA, fp32 on the CPU.
+
+    ``tile`` > 0 processes large images in LR tiles of that size with ``tile_pad`` pixels of context on each
+    side (aligned to the model's unshuffle grid), so the output equals the untiled one. ``backend`` is
+    ``torch`` or ``onnxruntime`` (CPU).
     """
 
     def __init__(self, model: nn.Module, device: torch.device, half: bool | None = None, compile: bool = False,
-                 tile: int = 0, overlap: int = 16, kernels: bool = False,
-                 kernel_options: Mapping[str, Any] | None = None) -> None:
+                 tile: int = 0, tile_pad: int = 16, kernels: bool = False,
+                 kernel_options: Mapping[str, Any] | None = None, backend: str = "torch") -> None:
+        if backend not in ("torch", "onnxruntime"):
+            raise ConfigValueError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if backend == "onnxruntime" and (device.type != "cpu" or kernels or compile or half):
+            raise ConfigValueError("backend=onnxruntime runs fp32 on the CPU: drop device, half, compile and kernels "
+                                   "(or use backend=torch)")
+        if tile < 0 or tile_pad < 0:
+            raise ConfigValueError(f"tile and tile_pad must be >= 0, got {tile} and {tile_pad}")
         self.device = device
         self.half = device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
         self.channels_last = device.type == "cuda"
+        self.scale = model.scale
+        self.multiple = getattr(model, "multiple", 1)
+        self.tile, self.tile_pad = tile, tile_pad
+        if backend == "onnxruntime":
+            self.model: Callable[[Tensor], Tensor] = OnnxRunner(model)
+            return
         model = copy.deepcopy(model).eval().to(device=device, dtype=self.dtype)  # the caller's model stays as is
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.scale = model.scale
-        self.multiple = getattr(model, "multiple", 1)
         if kernels:  # the project's fused Triton kernels (CUDA)
             from rt4ksr.kernels import TritonRTSRN
 
             model = TritonRTSRN(model, dtype=self.dtype, **dict(kernel_options or {}))
         self.model = torch.compile(model, mode="max-autotune") if compile else model
-        self.tile, self.overlap = tile, overlap
 
     def to_tensor(self, frames: np.ndarray) -> Tensor:
-        """(N, H, W, 3) or (H, W, 3) uint8 -> (N, 3, H, W) on the device, in [0, 1]."""
-        t = torch.from_numpy(np.ascontiguousarray(frames if frames.ndim == 4 else frames[None]))
-        t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).to(self.dtype).div_(255.0)
+        """(N, H, W, 3) or (H, W, 3) uint8/uint16 -> (N, 3, H, W) on the device, in [0, 1]."""
+        peak = 65535.0 if frames.dtype == np.uint16 else 255.0
+        arr = np.ascontiguousarray(frames if frames.ndim == 4 else frames[None])
+        if arr.dtype == np.uint16:  # torch has no uint16 arithmetic on every device
+            arr = arr.astype(np.int32)
+        t = torch.from_numpy(arr).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        t = t.to(torch.float32 if peak > 255 else self.dtype).div_(peak).to(self.dtype)
         return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t.contiguous()
 
     @staticmethod
-    def to_uint8(sr: Tensor) -> np.ndarray:
-        """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8 on the host."""
-        return sr.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    def to_array(sr: Tensor, dtype: np.dtype = np.uint8) -> np.ndarray:
+        """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8 or uint16 on the host."""
+        peak = 65535.0 if dtype == np.uint16 else 255.0
+        q = sr.float().clamp_(0, 1).mul_(peak).round_().permute(0, 2, 3, 1).cpu()
+        return q.to(torch.uint8).numpy() if dtype == np.uint8 else q.to(torch.int32).numpy().astype(np.uint16)
 
     @torch.inference_mode()
     def run(self, lr: Tensor) -> Tensor:
@@ -127,8 +167,8 @@ class Upscaler:
         h, w = lr.shape[-2:]
         if self.tile <= 0 or (h <= self.tile and w <= self.tile):
             return self.model(lr)
-        s, m, t, o = self.scale, self.multiple, self.tile, self.overlap
-        out = lr.new_empty(lr.shape[0], 3, h * s, w * s)
+        s, m, t, o = self.scale, self.multiple, self.tile, self.tile_pad
+        out = None
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
@@ -136,12 +176,14 @@ class Upscaler:
                 cy0, cx0 = max(0, (y0 - o) // m * m), max(0, (x0 - o) // m * m)
                 cy1, cx1 = min(h, y1 + o), min(w, x1 + o)
                 sr = self.model(lr[..., cy0:cy1, cx0:cx1])
+                if out is None:  # where the backend returns its results (the CPU for onnxruntime)
+                    out = sr.new_empty(lr.shape[0], 3, h * s, w * s)
                 out[..., y0 * s: y1 * s, x0 * s: x1 * s] = sr[..., (y0 - cy0) * s: (y1 - cy0) * s,
                                                                (x0 - cx0) * s: (x1 - cx0) * s]
         return out
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 RGB (H, W, 3) or (N, H, W, 3) -> uint8 RGB at ``scale`` x the size, same layout."""
-        out = self.to_uint8(self.run(self.to_tensor(frames)))
+        """uint8 or uint16 RGB (H, W, 3) or (N, H, W, 3) -> the same dtype at ``scale`` x the size."""
+        out = self.to_array(self.run(self.to_tensor(frames)), frames.dtype)
         return out if frames.ndim == 4 else out[0]

@@ -17,6 +17,7 @@ from torch import nn
 from rt4ksr.data.testsets import BenchmarkDataset
 from rt4ksr.deploy.inference import cuda_graphed
 from rt4ksr.deploy.timing import measure_ms
+from rt4ksr.errors import ConfigValueError
 from rt4ksr.extras import require
 from rt4ksr.quality.measures import y_psnr_ssim
 
@@ -107,7 +108,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
                     dev = torch.device("cpu")
                     fn = _onnx_runner(deploy, batch, size, tmp)
                 else:
-                    raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+                    raise ConfigValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
                 times = measure_ms(fn, dev, warmup, repeats)
                 ms = statistics.median(times)
                 row.update(ms=ms, spread_ms=max(times) - min(times), fps=1000.0 * batch / ms)

@@ -150,7 +150,7 @@ class LastCheckpoint(Checkpoint):
         if check is not None:
             check()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state: a resume continues exactly
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         self._saved_step, self._last_time = trainer.global_step, time.monotonic()

@@ -7,9 +7,7 @@ Each part does one job: build the module, fit, validate the final state, test th
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from rt4ksr.errors import ConfigValueError
+from rt4ksr.files import torch_save, write_json, write_text
 from rt4ksr.models import load_into, read_state_dict, reparameterize
-from rt4ksr.models.checkpoint import is_deploy_state
+from rt4ksr.models.checkpoint import is_deploy_state, portable_state_dict
 from rt4ksr.quality.evaluate import format_table
 from rt4ksr.training.callbacks import DeployTiming, LastCheckpoint, RunHealth
 from rt4ksr.training.module import SRModule
@@ -47,7 +47,7 @@ def build_module(cfg: DictConfig) -> SRModule:
     if cfg.get("init_from"):
         state = read_state_dict(hydra.utils.to_absolute_path(cfg.init_from))
         if is_deploy_state(state):
-            raise ValueError(f"init_from={cfg.init_from} holds fused weights; training needs a training-form "
+            raise ConfigValueError(f"init_from={cfg.init_from} holds fused weights; training needs a training-form "
                              "checkpoint (official .pth, Lightning .ckpt or a training-form state dict)")
         load_into(net, state, cfg.init_from)
         log.info("weights initialised from %s", cfg.init_from)
@@ -88,10 +88,7 @@ def measure_state(trainer: L.Trainer, module: SRModule, datamodule: Any, ckpt_pa
 def save_deploy(net: torch.nn.Module, path: Path, source: str) -> torch.nn.Module:
     """Fuse ``net`` (a copy: the training weights stay) and write its deploy-form weights atomically."""
     deploy = reparameterize(net)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": {k: v.cpu() for k, v in deploy.state_dict().items()}, "config": deploy.config,
-                "source": source}, tmp)
-    os.replace(tmp, path)
+    torch_save({"state_dict": portable_state_dict(deploy), "config": deploy.config, "source": source}, path)
     return deploy
 
 
@@ -181,13 +178,6 @@ def finish(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: An
     return metrics
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """JSON written to a temporary file that then replaces ``path``: never a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _health_record(health: RunHealth | None) -> dict[str, Any] | None:
     if health is None:
         return None
@@ -218,11 +208,12 @@ def _wandb_summary(trainer: L.Trainer, metrics: dict[str, Any], health: RunHealt
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job as configured and return the final metrics (empty on ranks other than 0)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.check_sources()  # a missing data folder is said before anything starts
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     out_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
@@ -230,7 +221,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     for lg in loggers:
         lg.log_hyperparams(resolved)
     start = time.perf_counter()
