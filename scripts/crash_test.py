@@ -134,8 +134,8 @@ def folder(out: Path, ckpt: str | None, kills: int, rng: random.Random) -> dict:
     src, ref, dst = out / "images", out / "reference", out / "upscaled"
     src.mkdir(parents=True, exist_ok=True)
     g = np.random.default_rng(0)
-    for i in range(40):
-        cv2.imwrite(str(src / f"img_{i:02d}.png"), g.integers(0, 256, (160, 200, 3), dtype=np.uint8))
+    for i in range(120):
+        cv2.imwrite(str(src / f"img_{i:03d}.png"), g.integers(0, 256, (240, 320, 3), dtype=np.uint8))
     model = [f"ckpt_path={ckpt}"] if ckpt else []
     cmd = [sys.executable, "-m", "rt4ksr.upscale", *model, f"input={src}", "progress=false"]
     if not ref.is_dir():
@@ -148,10 +148,12 @@ def folder(out: Path, ckpt: str | None, kills: int, rng: random.Random) -> dict:
             proc.wait()
             stats["final_exit"] = proc.returncode
             break
-        if i % 2 and wait_for_temp_file(dst if dst.is_dir() else out, proc, 30):
+        while proc.poll() is None and not (dst.is_dir() and any(dst.iterdir())):  # upscaling has begun
+            time.sleep(0.01)
+        if i % 2 and wait_for_temp_file(dst, proc, 30):
             stats["during_write"] += 1
         else:
-            time.sleep(rng.uniform(4.0, 9.0))
+            time.sleep(rng.uniform(0.0, 1.5))
         stats["kills"] += int(kill(proc))
         stats["broken_files"] += broken_files(dst) if dst.is_dir() else []
     for r in sorted(ref.iterdir()):
@@ -166,7 +168,7 @@ def folder(out: Path, ckpt: str | None, kills: int, rng: random.Random) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of the training run")
-    parser.add_argument("--folder-kills", type=int, default=4, help="SIGKILLs of the folder upscale")
+    parser.add_argument("--folder-kills", type=int, default=6, help="SIGKILLs of the folder upscale")
     parser.add_argument("--ckpt", default=None, help="weights for the folder upscale (default: a random network)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
@@ -184,8 +186,11 @@ def main() -> None:
         args.ckpt = str(torch_save({"state_dict": portable_state_dict(deploy), "config": deploy.config},
                                    args.out / "random_deploy.pth"))
         del torch
-    report = {"training": training(args.out, args.kills, rng),
-              "folder": folder(args.out, args.ckpt, args.folder_kills, rng)}
+    previous = args.out / "crash_test.json"
+    report = json.loads(previous.read_text()) if previous.is_file() else {}
+    if args.kills:  # --kills 0 reruns the folder part only
+        report["training"] = training(args.out, args.kills, rng)
+    report["folder"] = folder(args.out, args.ckpt, args.folder_kills, rng)
     (args.out / "crash_test.json").write_text(json.dumps(report, indent=2) + "\n")
     t, f = report["training"], report["folder"]
     print(f"training: {t['kills']} kills ({t['during_write']} during a checkpoint write), "

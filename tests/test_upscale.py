@@ -284,3 +284,17 @@ def test_cpu_commands_keep_freed_memory():
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt exists on Linux only; elsewhere the call is a no-op")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_automatic_cpu_tiles_change_nothing():
+    """tile=None tiles on the CPU (the allocator then reuses the small intermediates) only where the output stays
+    the untiled one: local operations, with context covering the receptive field."""
+    from rt4ksr.models import NAFBlock
+
+    model = tiny_model(2)
+    img = np.random.default_rng(8).integers(0, 256, (530, 600, 3), dtype=np.uint8)
+    auto = Upscaler(model, torch.device("cpu"), tile=None)
+    assert auto.tile == 512
+    assert np.abs(auto(img).astype(int) - Upscaler(model, torch.device("cpu"))(img).astype(int)).max() <= 1
+    global_attention = reparameterize(RTSRN(feature_channels=8, num_blocks=1, baseblock=NAFBlock, squeeze=True))
+    assert Upscaler(global_attention, torch.device("cpu"), tile=None).tile == 0
