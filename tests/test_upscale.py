@@ -206,6 +206,11 @@ def test_exif_orientation_is_honoured(tmp_path, orientation):
         expected = np.asarray(ImageOps.exif_transpose(im))
     got = read_picture(tmp_path / "e.png").color
     assert got.shape == expected.shape and (got == expected).all()
+    img.save(tmp_path / "e.jpg", exif=exif.tobytes(), quality=100)  # cameras write JPEG: decoders may differ a little
+    with Image.open(tmp_path / "e.jpg") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im)).astype(int)
+    got = read_picture(tmp_path / "e.jpg").color.astype(int)
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= 8
 
 
 def test_formats_that_cannot_hold_the_result_say_so(tmp_path, up2, caplog):
