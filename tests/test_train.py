@@ -193,17 +193,22 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
     overrides = [o for o in tiny_train_overrides(root, train_dir, testsets) if not o.startswith("hydra.run")]
     proc = run_cli("-m", "model/baseblock=base,simplified", "trainer.max_epochs=1",
                    f"hydra.sweep.dir={root / 'sweep'}", *overrides, "logger=wandb",
-                   "callbacks.deploy_timing.log_images=1")
+                   "callbacks.deploy_timing.log_images=1",
+                   "+hydra.callbacks.report._target_=rt4ksr.training.report.SweepReportCallback",
+                   "+hydra.callbacks.report.rounds=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((root / "sweep").glob("*/metrics.json"))
     assert len(runs) == 2
     assert len(list((root / "sweep").glob("*/wandb/offline-run-*"))) == 2  # one wandb run each, offline
-    rep = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(root / "sweep")],
-                         capture_output=True, text=True, timeout=120)
+    # the multirun ended with the report: labels are the differing values only, speed re-timed and ranked
+    table = (root / "sweep" / "report.md").read_text()
+    assert "| 0 | base |" in table and "| 1 | simplified |" in table and "interleaved" in table
+    assert (root / "sweep" / "report.png").stat().st_size > 10000
+    assert len(list((root / "sweep" / "wandb").glob("offline-run-*"))) == 1  # the report, in the sweep's group
+    rep = subprocess.run([sys.executable, "-m", "rt4ksr", "sweep-report", str(root / "sweep"), "--out",
+                          str(root / "again"), "--rounds", "2"], capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr
-    table = (root / "sweep" / "sweep_report.md").read_text()
-    assert "BaseBlock" in table and "SimplifiedNAFBlock" in table
-    assert (root / "sweep" / "sweep_report.png").stat().st_size > 1000
+    assert (root / "again" / "report.png").is_file() and (root / "again" / "report.json").is_file()
 
 
 def test_ddp_with_two_cpu_processes(tiny):

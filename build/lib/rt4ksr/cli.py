@@ -1,0 +1,54 @@
+"""The ``rt4ksr`` console command: ``rt4ksr <command> [overrides]``, the same as ``python -m rt4ksr.<command>``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "rt4ksr.train",
+    "eval": "rt4ksr.eval",
+    "upscale": "rt4ksr.upscale",
+    "export": "rt4ksr.export",
+    "benchmark": "rt4ksr.benchmark",
+    "summary": "rt4ksr.summary",
+    "sweep-report": "rt4ksr.sweep_report",
+    "make-lr": "rt4ksr.make_lr",
+    "extract-subimages": "rt4ksr.extract_subimages",
+    "kernel-sweep": "rt4ksr.kernels.sweep",
+    "kernel-report": "rt4ksr.kernels.aot",
+}
+
+SUMMARIES = {
+    "train": "train, fuse, validate, time and save a model (experiment=quickstart: a few CPU minutes)",
+    "eval": "Y-channel PSNR/SSIM of a checkpoint on set5, set14, b100, urban100",
+    "upscale": "upscale an image, a folder or a video",
+    "export": "write ONNX, TorchScript or safetensors",
+    "benchmark": "inference speed of every execution path ('benchmark data': the data side)",
+    "summary": "parameters, deploy-form MACs and fusion error of a configured model",
+    "sweep-report": "a multirun's table and figure, every design re-timed in one process",
+    "make-lr": "MATLAB-identical LR images for an HR folder",
+    "extract-subimages": "cut large HR images into training sub-images",
+    "kernel-sweep": "find the fastest Triton kernel options for this GPU",
+    "kernel-report": "compile the Triton kernels for sm_90 and report registers, spills, occupancy",
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: rt4ksr <command> [Hydra overrides]   (the same as: python -m rt4ksr.<command>)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {SUMMARIES[name]}" for name in COMMANDS]
+    lines += ["", "rt4ksr <command> --help lists the command's config groups and options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        raise SystemExit(0 if args else 2)
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        raise SystemExit(f"rt4ksr: unknown command {name!r}; commands: {', '.join(COMMANDS)}")
+    sys.argv = [f"rt4ksr {name}", *rest]
+    importlib.import_module(COMMANDS[name]).main()

@@ -1,0 +1,184 @@
+"""Images as files: 8-bit RGB for training and benchmarks (``read_image``), and, for the upscaler, the file's
+own depth, channels, alpha and orientation (``read_picture`` / ``write_picture``), so nothing is lost."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rt4ksr.errors import UserError
+from rt4ksr.files import write_bytes
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEEP_FORMATS = (".png", ".tif", ".tiff")           # formats that hold 16 bits per channel
+ALPHA_FORMATS = (".png", ".tif", ".tiff", ".webp")  # formats that hold an alpha channel
+
+
+class ImageReadError(UserError, OSError):
+    """A file that is missing, unreadable or truncated."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """Grayscale, BGR, BGRA, 16-bit or float images as H x W x 3 uint8 RGB."""
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)  # MATLAB im2uint8
+    elif img.dtype != np.uint8:
+        scale = 255.0 if np.issubdtype(img.dtype, np.floating) else 1.0
+        img = np.clip(np.round(img.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
+    if img.shape[2] == 4:
+        img = img[:, :, :3]  # alpha dropped
+    return np.ascontiguousarray(img[:, :, ::-1])  # OpenCV's BGR to RGB
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB; ``ImageReadError`` names the file when it cannot be decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageReadError(f"cannot read image (unreadable, truncated or unsupported format): {path}")
+    return to_rgb8(img)
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Write H x W x 3 uint8 RGB atomically, creating the folder."""
+    write_picture(path, Picture(np.asarray(rgb), None))
+
+
+# --- the upscaler's images: nothing dropped ---------------------------------------------------------------
+
+
+@dataclass
+class Picture:
+    """An image as its file holds it: ``color`` is H x W x 3 RGB or H x W x 1 gray, uint8 or uint16;
+    ``alpha`` is H x W of the same dtype, or None."""
+
+    color: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def gray(self) -> bool:
+        return self.color.shape[2] == 1
+
+    @property
+    def bits(self) -> int:
+        return 16 if self.color.dtype == np.uint16 else 8
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)"""
+        return self.color.shape[0], self.color.shape[1]
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent), read from the header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # not a format Pillow reads, or no EXIF: OpenCV decodes it as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an H x W [x C] array, so the image looks as cameras and viewers show it."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],                       # mirrored
+        3: lambda a: a[::-1, ::-1],                    # rotated 180
+        4: lambda a: a[::-1],                          # flipped
+        5: lambda a: a.swapaxes(0, 1),                 # transposed
+        6: lambda a: np.rot90(a, k=-1),                # rotated 90 clockwise
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],     # transversed
+        8: lambda a: np.rot90(a, k=1),                 # rotated 90 counter-clockwise
+    }
+    return np.ascontiguousarray(ops[orientation](img))
+
+
+def _to_depth(img: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 and uint16 stay; float images (TIFF, EXR) and other integer depths become uint16."""
+    if img.dtype in (np.uint8, np.uint16):
+        return img
+    if np.issubdtype(img.dtype, np.floating):
+        log.warning("%s: %s samples stored as 16-bit", path.name, img.dtype)
+        return np.clip(np.round(img.astype(np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+    info = np.iinfo(img.dtype)
+    log.warning("%s: %s samples stored as 16-bit", path.name, img.dtype)
+    scaled = (img.astype(np.float64) - info.min) / (info.max - info.min) * 65535.0
+    return np.round(scaled).astype(np.uint16)
+
+
+def read_picture(path: str | Path) -> Picture:
+    """An image with its depth (8 or 16 bits), gray or colour, alpha, and EXIF orientation applied."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps depth and alpha, ignores EXIF orientation
+    if img is None or img.size == 0:
+        raise ImageReadError(f"cannot read image (unreadable, truncated or unsupported format): {path}")
+    img = _to_depth(img, path)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    alpha = None
+    if img.shape[2] == 2:  # gray + alpha
+        img, alpha = img[:, :, :1], img[:, :, 1]
+    elif img.shape[2] == 4:
+        img, alpha = img[:, :, 2::-1], img[:, :, 3]  # BGRA -> RGB + alpha
+    elif img.shape[2] == 3:
+        img = img[:, :, ::-1]
+    orientation = exif_orientation(path)
+    color = orient(img, orientation)
+    alpha = orient(alpha, orientation) if alpha is not None else None
+    return Picture(color, alpha)
+
+
+def encode_picture(pic: Picture, suffix: str, quality: int = 95) -> bytes:
+    """The bytes of ``pic`` in the format of ``suffix``; a format that cannot hold its depth or alpha gets an
+    8-bit or opaque version, and the log says so."""
+    suffix = suffix.lower()
+    color, alpha = pic.color, pic.alpha
+    if color.dtype == np.uint16 and suffix not in DEEP_FORMATS:
+        log.warning("%s holds 8 bits per channel: the 16-bit result is rounded to 8 bits (use ext=png or tif to "
+                    "keep 16)", suffix)
+        color = np.round(color.astype(np.float32) / 257.0).astype(np.uint8)
+        alpha = None if alpha is None else np.round(alpha.astype(np.float32) / 257.0).astype(np.uint8)
+    if alpha is not None and suffix not in ALPHA_FORMATS:
+        log.warning("%s has no alpha channel: the transparency is dropped (use ext=png to keep it)", suffix)
+        alpha = None
+    if color.shape[2] == 1:  # OpenCV writes no 2-channel files: gray + alpha goes out as neutral RGBA
+        img = color[:, :, 0] if alpha is None else np.dstack([color, color, color, alpha])
+    else:
+        img = color[:, :, ::-1] if alpha is None else np.dstack([color[:, :, ::-1], alpha])
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif suffix == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(img), params)
+    if not ok:
+        raise ImageReadError(f"cannot encode an image as {suffix}")
+    return buf.tobytes()
+
+
+def write_picture(path: str | Path, pic: Picture, quality: int = 95) -> Path:
+    """``pic`` written atomically in the format of ``path``'s suffix (see ``encode_picture``)."""
+    path = Path(path)
+    return write_bytes(path, encode_picture(pic, path.suffix, quality))

@@ -1,0 +1,60 @@
+"""Data-side throughput: HR crops/s per loader worker (PNG and packed), degradation + augmentation time per
+batch on each device, and how far each downscaler lands from the benchmark's MATLAB LR files."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from rt4ksr.data.datamodule import SRDataModule
+from rt4ksr.data.degradation import KorniaBicubic, MatlabBicubic, mod_crop
+from rt4ksr.data.testsets import BenchmarkDataset
+from rt4ksr.deploy.timing import measure_ms
+from rt4ksr.quality.measures import psnr
+
+
+def loader_crops_per_s(dm: SRDataModule, packed: bool, crops: int, batch_size: int = 16) -> float:
+    """Crops/s of one worker process (the DataLoader's own overhead included)."""
+    dm.packed, dm.train_dataset = packed, None
+    dm.setup("fit")
+    loader = DataLoader(dm.train_dataset, batch_size=batch_size, shuffle=True, num_workers=1,
+                        persistent_workers=False)
+    it = iter(loader)
+    next(it)  # worker start-up and first decode excluded
+    n, t0 = 0, time.perf_counter()
+    while n < crops:
+        try:
+            n += next(it)["hr"].shape[0]
+        except StopIteration:
+            it = iter(loader)
+    return n / (time.perf_counter() - t0)
+
+
+def time_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Median and spread (max - min) in ms."""
+    times = measure_ms(fn, device, warmup, repeats)
+    return statistics.median(times), max(times) - min(times)
+
+
+def degradation_fidelity(testsets_dir: str, names: list[str], scale: int) -> dict[str, float]:
+    """Mean RGB PSNR of each downscaler's LR against the MATLAB LR files."""
+    downscalers = {
+        "matlab_bicubic (ours)": MatlabBicubic(scale),
+        "kornia_bicubic": KorniaBicubic(scale),
+        "torch_interpolate_antialias": lambda hr: F.interpolate(
+            mod_crop(hr, scale), scale_factor=1 / scale, mode="bicubic", antialias=True).clamp(0, 1),
+    }
+    out: dict[str, list[float]] = {k: [] for k in downscalers}
+    for name in names:
+        ds = BenchmarkDataset(testsets_dir, name, scale)
+        for i in range(len(ds)):
+            item = ds[i]
+            hr, lr = item["hr"][None].float() / 255, item["lr"][None].double()
+            for k, f in downscalers.items():
+                got = (f(hr).double().clamp(0, 1) * 255).round()
+                out[k].append(float(psnr(got, lr).clamp(max=100)))
+    return {k: sum(v) / len(v) for k, v in out.items()}

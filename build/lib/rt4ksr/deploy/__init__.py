@@ -1,0 +1,1 @@
+"""Deployment: loading a model for inference, upscaling files and videos, exports, and timing."""

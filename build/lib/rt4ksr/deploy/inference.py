@@ -1,0 +1,212 @@
+"""Loading a model for inference, and running it on whole images, in tiles or in batches of frames."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from rt4ksr.errors import ConfigValueError
+from rt4ksr.extras import require
+from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
+from rt4ksr.models.checkpoint import is_deploy_state, read_config
+from rt4ksr.models.layers import ECA, SimplifiedChannelAttention
+
+log = logging.getLogger(__name__)
+
+
+def build_model(model_cfg: DictConfig | Mapping[str, Any] | None, ckpt_path: str | Path | None) -> nn.Module:
+    """The deploy form of a model with a checkpoint's weights (training or fused form, any supported file).
+
+    A file that carries its model config (``deploy_best.pth``, exported safetensors) needs no ``model_cfg``;
+    when both exist, the file's config wins, since it describes the weights.
+    """
+    if ckpt_path is None:
+        if model_cfg is None:
+            raise ConfigValueError("give a model config, a checkpoint (ckpt_path=...), or both")
+        log.warning("no ckpt_path: randomly initialised weights")
+        return reparameterize(instantiate(model_cfg))
+    path = to_absolute_path(str(ckpt_path))
+    state = read_state_dict(path)
+    carried = read_config(path)
+    deploy = is_deploy_state(state, carried)
+    if carried is not None:
+        model = model_from_config(carried, is_train=not deploy)
+    elif model_cfg is not None:
+        model = instantiate(model_cfg, is_train=not deploy)
+    else:
+        raise ConfigValueError(f"{path} carries no model config: give model=<preset> as well "
+                               "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design)")
+    load_into(model, state, path)
+    return reparameterize(model)
+
+
+def model_from_config(config: Mapping[str, Any], **overrides: Any) -> RTSRN:
+    """An RTSRN from the config dict a model records (``model.config``): its block is a Hydra partial."""
+    cfg = dict(config)
+    cfg.update(overrides)
+    cfg["baseblock"] = instantiate(OmegaConf.create(dict(cfg["baseblock"])))
+    return RTSRN(**cfg)
+
+
+def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 3) -> Callable[[Tensor], Tensor]:
+    """``fn`` captured in a CUDA graph for ``example``'s shape and dtype; ``fn`` itself off CUDA.
+
+    At batch 1 a 40-GFLOP network is bound by kernel launches (a few µs each, more from Python), not by its
+    math: replaying the captured launches removes that. The returned callable copies its input into the
+    graph's static buffer and returns the graph's static output, which the next call overwrites.
+    """
+    if example.device.type != "cuda":
+        return fn
+    static_in = example.clone()
+    side = torch.cuda.Stream(example.device)
+    side.wait_stream(torch.cuda.current_stream(example.device))
+    with torch.cuda.stream(side), torch.inference_mode():  # compile kernels / autotune outside the capture
+        for _ in range(warmup):
+            fn(static_in)
+    torch.cuda.current_stream(example.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        static_out = fn(static_in)
+
+    def replay(x: Tensor) -> Tensor:
+        if x.shape != static_in.shape or x.dtype != static_in.dtype:
+            raise ValueError(f"this CUDA graph was captured for {tuple(static_in.shape)} {static_in.dtype}, "
+                             f"got {tuple(x.shape)} {x.dtype}")
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    return replay
+
+
+def is_local(model: nn.Module) -> bool:
+    """No global operation (ECA, NAFNet's channel attention): each output pixel depends on a bounded window,
+    so tiles with enough context give the untiled output."""
+    return not any(isinstance(m, ECA | SimplifiedChannelAttention) for m in model.modules())
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """An upper bound on how many LR pixels around a pixel its output depends on: every spatial convolution's
+    half-width at the feature resolution (``downscaling`` LR pixels per feature pixel), plus the bicubic skip's."""
+    multiple = getattr(model, "multiple", 1)
+    convs = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules() if isinstance(m, nn.Conv2d))
+    return convs * multiple + (2 if getattr(model, "global_skip", "none") == "bicubic" else 0)
+
+
+CPU_TILE = 512  # LR tile side on the CPU: 512x512 intermediates stay under glibc's 32 MiB mmap threshold
+
+
+class OnnxRunner:
+    """The deploy-form model exported to ONNX in memory and run by ONNX Runtime on the CPU: a faster CPU path
+    than eager PyTorch for this small convolutional network. Takes and returns float32 CPU tensors."""
+
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+        from rt4ksr.deploy.exporters import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(copy.deepcopy(model).eval().float().cpu(), Path(tmp) / "model.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads or torch.get_num_threads()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.from_numpy(self.session.run(None, {"lr": x.float().cpu().numpy()})[0])
+
+
+class Upscaler:
+    """Runs a deploy-form model on uint8 or uint16 RGB images: fp16 + channels_last on CUDA, fp32 on the CPU.
+
+    ``tile`` > 0 processes large images in LR tiles of that size with ``tile_pad`` pixels of context on each
+    side (aligned to the model's unshuffle grid), so the output equals the untiled one. ``tile=None`` picks
+    ``CPU_TILE`` on the CPU, where tiles keep the intermediates small enough for the allocator to reuse
+    (2.6x faster at 1080p, see ``rt4ksr.deploy.cpu_memory``), and whole images on CUDA. ``backend`` is
+    ``torch`` or ``onnxruntime`` (CPU).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, half: bool | None = None, compile: bool = False,
+                 tile: int | None = 0, tile_pad: int = 16, kernels: bool = False,
+                 kernel_options: Mapping[str, Any] | None = None, backend: str = "torch") -> None:
+        if backend not in ("torch", "onnxruntime"):
+            raise ConfigValueError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if backend == "onnxruntime" and (device.type != "cpu" or kernels or compile or half):
+            raise ConfigValueError("backend=onnxruntime runs fp32 on the CPU: drop device, half, compile and kernels "
+                                   "(or use backend=torch)")
+        if tile is None:  # automatic: CPU tiles where they change nothing (local operations, enough context)
+            tile = CPU_TILE if device.type == "cpu" and backend == "torch" and is_local(model) else 0
+            tile_pad = max(tile_pad, receptive_radius(model) + getattr(model, "multiple", 1)) if tile else tile_pad
+        if tile < 0 or tile_pad < 0:
+            raise ConfigValueError(f"tile and tile_pad must be >= 0, got {tile} and {tile_pad}")
+        self.device = device
+        self.half = device.type == "cuda" if half is None else half
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.channels_last = device.type == "cuda"
+        self.scale = model.scale
+        self.multiple = getattr(model, "multiple", 1)
+        self.tile, self.tile_pad = tile, tile_pad
+        if backend == "onnxruntime":
+            self.model: Callable[[Tensor], Tensor] = OnnxRunner(model)
+            return
+        model = copy.deepcopy(model).eval().to(device=device, dtype=self.dtype)  # the caller's model stays as is
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if kernels:  # the project's fused Triton kernels (CUDA)
+            from rt4ksr.kernels import TritonRTSRN
+
+            model = TritonRTSRN(model, dtype=self.dtype, **dict(kernel_options or {}))
+        self.model = torch.compile(model, mode="max-autotune") if compile else model
+
+    def to_tensor(self, frames: np.ndarray) -> Tensor:
+        """(N, H, W, 3) or (H, W, 3) uint8/uint16 -> (N, 3, H, W) on the device, in [0, 1]."""
+        peak = 65535.0 if frames.dtype == np.uint16 else 255.0
+        arr = np.ascontiguousarray(frames if frames.ndim == 4 else frames[None])
+        if arr.dtype == np.uint16:  # torch has no uint16 arithmetic on every device
+            arr = arr.astype(np.int32)
+        t = torch.from_numpy(arr).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        t = t.to(torch.float32 if peak > 255 else self.dtype).div_(peak).to(self.dtype)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t.contiguous()
+
+    @staticmethod
+    def to_array(sr: Tensor, dtype: np.dtype = np.uint8) -> np.ndarray:
+        """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8 or uint16 on the host."""
+        peak = 65535.0 if dtype == np.uint16 else 255.0
+        q = sr.float().clamp_(0, 1).mul_(peak).round_().permute(0, 2, 3, 1).cpu()
+        return q.to(torch.uint8).numpy() if dtype == np.uint8 else q.to(torch.int32).numpy().astype(np.uint16)
+
+    @torch.inference_mode()
+    def run(self, lr: Tensor) -> Tensor:
+        """An LR batch (on the device) to SR, tiled when configured and larger than a tile."""
+        h, w = lr.shape[-2:]
+        if self.tile <= 0 or (h <= self.tile and w <= self.tile):
+            return self.model(lr)
+        s, m, t, o = self.scale, self.multiple, self.tile, self.tile_pad
+        out = None
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                # context around the tile, its start aligned to the unshuffle grid
+                cy0, cx0 = max(0, (y0 - o) // m * m), max(0, (x0 - o) // m * m)
+                cy1, cx1 = min(h, y1 + o), min(w, x1 + o)
+                sr = self.model(lr[..., cy0:cy1, cx0:cx1])
+                if out is None:  # where the backend returns its results (the CPU for onnxruntime)
+                    out = sr.new_empty(lr.shape[0], 3, h * s, w * s)
+                out[..., y0 * s: y1 * s, x0 * s: x1 * s] = sr[..., (y0 - cy0) * s: (y1 - cy0) * s,
+                                                               (x0 - cx0) * s: (x1 - cx0) * s]
+        return out
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 or uint16 RGB (H, W, 3) or (N, H, W, 3) -> the same dtype at ``scale`` x the size."""
+        out = self.to_array(self.run(self.to_tensor(frames)), frames.dtype)
+        return out if frames.ndim == 4 else out[0]

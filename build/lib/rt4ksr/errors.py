@@ -1,0 +1,83 @@
+"""User mistakes as one line and a non-zero exit, and everything else with its traceback.
+
+A known mistake (a missing file, an unreadable image, weights for another scale, a missing extra, a full
+disk, a wrong option value) raises a ``UserError`` whose message says what is wrong and what to do. Commands
+run under ``user_command``, which prints that message as ``error: ...`` on stderr and exits with status 1,
+without a traceback. Any other exception is a bug or an environment problem and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USER_ERROR = 1  # a mistake in the input or the configuration, said in one line
+EXIT_FAILURES = 3    # a folder, video or LR run finished, but some files failed (listed above the exit)
+
+
+class UserError(Exception):
+    """A mistake in a command's input or configuration; the message says what is wrong and what to do."""
+
+
+class InputNotFoundError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class ConfigValueError(UserError, ValueError):
+    """An option has a value the command cannot use."""
+
+
+class PartialFailure(UserError):
+    """A run over many files finished, but some failed; ``failures`` lists them."""
+
+    def __init__(self, what: str, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__(f"{len(failures)} {what} failed (listed above); the others were written")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _quiet_opencv() -> None:
+    """OpenCV prints its own decoder warnings for a broken file; the command says it in one line instead."""
+    try:
+        from cv2.utils import logging as cv_logging
+
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+    except (ImportError, AttributeError):  # pragma: no cover - an OpenCV build without the logging API
+        pass
+
+
+def user_command(fn: F) -> F:
+    """Run a command's main function, turning known mistakes into one line on stderr and a non-zero exit."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _quiet_opencv()
+        try:
+            return fn(*args, **kwargs)
+        except PartialFailure as e:
+            for failure in e.failures:
+                print(f"failed: {failure}", file=sys.stderr)
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_FAILURES) from None
+        except UserError as e:
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        except MissingMandatoryValue as e:  # a '???' option left unset
+            key = getattr(e, "full_key", None) or str(e)
+            print(f"error: {key} is required: add {key}=... to the command", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        except InstantiationException as e:  # a config value that the target class rejects
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]

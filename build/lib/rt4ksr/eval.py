@@ -1,0 +1,44 @@
+"""``python -m rt4ksr.eval``: Y-channel PSNR/SSIM of a model's deploy form on the standard benchmarks."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import torch
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.deploy.cpu_memory import keep_freed_memory
+from rt4ksr.deploy.inference import build_model
+from rt4ksr.errors import user_command
+from rt4ksr.files import write_json
+from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate and return ``{set: {psnr_y, ssim_y, n}}``; also writes ``metrics_file`` when set."""
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.model, cfg.ckpt_path).to(device)
+    results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, model.scale,
+                                  progress=cfg.progress, lr_cache_dir=cfg.data.lr_cache_dir)
+    print(format_table(results, model.scale))
+    if cfg.metrics_file:
+        out = write_json(to_absolute_path(cfg.metrics_file), results)
+        log.info("metrics written to %s", out)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@user_command
+def main(cfg: DictConfig) -> None:
+    torch.set_grad_enabled(False)
+    keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""``python -m rt4ksr.extract_subimages input_dir=DIR output_dir=DIR``: cut large HR images into sub-images."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rt4ksr.config import CONFIG_DIR
+from rt4ksr.data.subimages import extract_subimages
+from rt4ksr.errors import PartialFailure, user_command
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract_subimages")
+@user_command
+def main(cfg: DictConfig) -> None:
+    errors = extract_subimages(cfg.input_dir, cfg.output_dir, cfg.crop_size, cfg.step, cfg.thresh_size,
+                               cfg.workers, progress=cfg.progress)
+    print(f"sub-images in {cfg.output_dir}")
+    if errors:
+        raise PartialFailure("image(s)", errors)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""The RTSRN model family, its exact re-parameterization and checkpoint loading."""
+
+from rt4ksr.models.blocks import (
+    BaseBlock,
+    DConvBaseBlock,
+    ExpandResConv,
+    NAFBlock,
+    RepBaseBlock,
+    RepConv3x3,
+    SimplifiedNAFBlock,
+)
+from rt4ksr.models.checkpoint import CheckpointMismatchError, load_into, load_official, read_state_dict
+from rt4ksr.models.reparam import reparameterize
+from rt4ksr.models.rtsrn import RTSRN
+
+__all__ = [
+    "RTSRN", "BaseBlock", "DConvBaseBlock", "RepBaseBlock", "NAFBlock", "SimplifiedNAFBlock", "ExpandResConv",
+    "RepConv3x3", "reparameterize", "load_official", "load_into", "read_state_dict", "CheckpointMismatchError",
+]

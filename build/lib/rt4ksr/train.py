@@ -1,0 +1,30 @@
+"""``python -m rt4ksr.train model=rt4ksr_x2 [experiment=...] [overrides]``: train, fuse, validate, time, save."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rt4ksr.config import CONFIG_DIR
+from rt4ksr.deploy.cpu_memory import keep_freed_memory
+from rt4ksr.errors import user_command
+from rt4ksr.training.run import train
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@user_command
+def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()  # validation and timing on the CPU: reuse freed tensors
+    metrics = train(cfg)
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
+    return metrics.get("val_psnr")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Callbacks: deploy-form timing after each validation, an always-current last.ckpt, and run health checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+
+from rt4ksr.data.degradation import imresize
+from rt4ksr.deploy.timing import time_inference, uhd_input
+from rt4ksr.models import reparameterize
+from rt4ksr.quality.evaluate import evaluate
+from rt4ksr.training.module import SRModule
+
+log = logging.getLogger(__name__)
+
+
+class DeployTiming(Callback):
+    """After each validation, times the network it measured (``SRModule.eval_net``, the fused deploy form) for
+    1080p-to-4K (x2) or 720p-to-4K (x3) and logs ``val/ms`` and ``val/fps``.
+
+    On CUDA the timing is the deployment setting (fp16, channels_last, warm-up, CUDA events, median); on the
+    CPU fp32 at ``cpu_size``, since 4K is slow there. With a wandb logger, a table of ``log_images`` crops of the
+    first set (LR, bicubic, SR, HR) is logged too.
+    """
+
+    def __init__(self, time_inference: bool = True, cuda_warmup: int = 10, cuda_repeats: int = 50,
+                 cpu_size: tuple[int, int] | list[int] = (135, 240), cpu_repeats: int = 3, log_images: int = 2,
+                 image_crop: int = 96) -> None:
+        self.time_inference, self.cuda_warmup, self.cuda_repeats = time_inference, cuda_warmup, cuda_repeats
+        self.cpu_size, self.cpu_repeats = tuple(cpu_size), cpu_repeats
+        self.log_images, self.image_crop = log_images, image_crop
+        self.last_timing: dict[str, Any] | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: SRModule) -> None:
+        deploy = pl_module.eval_net  # still set: callbacks' epoch-end hooks run before the module's
+        if deploy is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if self.time_inference:
+            self.last_timing = self.measure(deploy, pl_module.device, pl_module.scale)
+            pl_module.log("val/ms", self.last_timing["ms"], rank_zero_only=True)
+            pl_module.log("val/fps", self.last_timing["fps"], rank_zero_only=True)
+        if self.log_images:
+            self._log_images(trainer, deploy, pl_module)
+
+    def measure(self, deploy: torch.nn.Module, device: torch.device, scale: int) -> dict[str, Any]:
+        if device.type == "cuda":
+            return time_inference(deploy, uhd_input(scale), device, warmup=self.cuda_warmup,
+                                  repeats=self.cuda_repeats)
+        return time_inference(deploy, self.cpu_size, device, warmup=1, repeats=self.cpu_repeats)
+
+    @torch.no_grad()
+    def _log_images(self, trainer: L.Trainer, deploy: torch.nn.Module, pl_module: SRModule) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        sets = getattr(trainer.datamodule, "benchmark_datasets", lambda: [])()
+        if not loggers or not sets:
+            return
+        import wandb
+
+        s, c = pl_module.scale, self.image_crop
+        rows = []
+        for i in range(min(self.log_images, len(sets[0]))):
+            item = sets[0][i]
+            lr = item["lr"][None].float().div(255)
+            h, w = lr.shape[-2:]
+            y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
+            lr = lr[..., y: y + c, x: x + c]
+            hr = item["hr"][None, :, y * s: (y + c) * s, x * s: (x + c) * s].float().div(255)
+            sr = deploy(lr.to(pl_module.device)).cpu().clamp(0, 1)
+            bicubic = imresize(lr, float(s)).clamp(0, 1)
+            nearest = torch.nn.functional.interpolate(lr, scale_factor=s, mode="nearest")
+            rows.append([item["name"]] + [wandb.Image(_to_hwc(t)) for t in (nearest, bicubic, sr, hr)])
+        table = wandb.Table(columns=["image", "lr (nearest)", "bicubic", "sr (deploy form)", "hr"], data=rows)
+        for lg in loggers:
+            lg.experiment.log({f"val/{sets[0].name}/samples": table, "trainer/global_step": trainer.global_step})
+
+
+def _to_hwc(t: torch.Tensor) -> np.ndarray:
+    return (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt`` always holds the newest state, whatever the monitored metric does.
+
+    It is written after every validation, every ``every_n_steps`` steps and every ``every_minutes`` minutes of
+    training, when the run ends (by epochs, steps or time) and on Ctrl-C, so a crash loses at most one interval
+    and ``ckpt_path=.../last.ckpt`` resumes from where the run was. A save that falls on an epoch's last batch
+    waits for the epoch's end, where Lightning resumes exactly; a mid-epoch save resumes with that epoch's
+    remaining batches redrawn. Each write goes to a temporary file that then replaces the old one, so a crash
+    while saving leaves the previous ``last.ckpt`` whole, and the loss is checked for NaN/inf first, so no
+    ``last.ckpt`` holds broken weights.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_minutes: float | None = 5.0,
+                 filename: str = "last.ckpt") -> None:
+        self.path = Path(dirpath) / filename
+        self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
+        self._saved_step: int | None = None
+        self._pending = False
+        self._last_time = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_time = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        if self.every_minutes:
+            late = time.monotonic() - self._last_time >= 60 * self.every_minutes
+            due = bool(trainer.strategy.broadcast(due or late))  # one decision for every rank
+        if due:
+            self._save_now_or_at_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._save_now_or_at_epoch_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending:
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):  # not after a non-finite loss: the last good one stays
+            self.save(trainer, pl_module)
+            log.warning("interrupted: checkpoint saved to %s (resume with ckpt_path=%s)", self.path, self.path)
+
+    def _save_now_or_at_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._pending = True
+        else:
+            self.save(trainer, pl_module)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the current state to ``last.ckpt`` atomically, unless this step is already there."""
+        self._pending = False
+        if trainer.fast_dev_run or (self._saved_step == trainer.global_step and self.path.is_file()):
+            return
+        check = getattr(pl_module, "check_finite", None)
+        if check is not None:
+            check()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state: a resume continues exactly
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self._saved_step, self._last_time = trainer.global_step, time.monotonic()
+
+
+class RunHealth(Callback):
+    """Says plainly when a run goes wrong, instead of letting best-checkpoint selection hide it.
+
+    Before training it validates the network the run starts from (the baseline: for a zero-initialised
+    global-skip network, the interpolation alone). After each validation it warns when ``metric`` is still
+    within ``stall_db`` of that baseline once ``stall_after_steps`` steps are done (the network is not
+    learning), or has fallen more than ``drop_db`` below its best (the run is losing ground). The end-of-run
+    validation is always checked. The record (baseline, every validation, best, warnings, status) goes to
+    ``metrics.json`` and, with wandb, to the run's summary as ``health/*``.
+    """
+
+    def __init__(self, metric: str = "val/psnr", stall_db: float = 0.1, drop_db: float = 0.25,
+                 stall_after_steps: int = 500, baseline: bool = True) -> None:
+        self.metric, self.stall_db, self.drop_db = metric, stall_db, drop_db
+        self.stall_after_steps, self.measure_baseline = stall_after_steps, baseline
+        self.baseline: dict[str, Any] | None = None
+        self.validations: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.status = "ok"
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return max(self.validations, key=lambda v: v[self.metric], default=None)
+
+    @property
+    def last_step(self) -> int | None:
+        return self.validations[-1]["step"] if self.validations else None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: SRModule) -> None:
+        if self.baseline is not None or not self.measure_baseline or not trainer.is_global_zero:
+            return  # a resumed run keeps the baseline of the network it first started from
+        sets = getattr(trainer.datamodule, "benchmark_datasets", lambda: [])() if trainer.datamodule else []
+        if not sets:
+            return
+        deploy = reparameterize(pl_module.validated_net)
+        results = {ds.name: evaluate(deploy, ds) for ds in sets}
+        self.baseline = {"step": trainer.global_step, "sets": results,
+                         self.metric: sum(r["psnr_y"] for r in results.values()) / len(results)}
+        log.info("baseline (the network the run starts from): %s %.4f dB", self.metric, self.baseline[self.metric])
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.metric not in trainer.callback_metrics:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith("val/") and k.endswith(("/psnr", "/ssim"))}
+        record = {"step": trainer.global_step, "epoch": trainer.current_epoch, self.metric: metrics[self.metric],
+                  "sets": {k[4:-5]: v for k, v in metrics.items() if k.endswith("/psnr") and k != self.metric}}
+        if self.validations and self.validations[-1]["step"] == record["step"]:
+            self.validations[-1] = record
+        else:
+            self.validations.append(record)
+        self.check(record, final=trainer.state.fn != TrainerFn.FITTING or trainer.should_stop)
+        self._to_wandb(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run that ends on a validation step has its last validation judged as the final one (the stall check,
+        skipped before ``stall_after_steps``, always applies to the end of a run)."""
+        last = self.validations[-1] if self.validations else None
+        if (trainer.is_global_zero and last and last["step"] == trainer.global_step
+                and last["step"] < self.stall_after_steps):
+            self.check(last, final=True)
+            self._to_wandb(trainer)
+
+    def _to_wandb(self, trainer: L.Trainer) -> None:
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                lg.experiment.summary.update(self.summary())
+
+    def check(self, record: dict[str, Any], final: bool = False) -> None:
+        """Warn about ``record`` (one validation) against the baseline and the best so far."""
+        value, step, best = record[self.metric], record["step"], self.best
+        if self.baseline is not None and (final or step >= self.stall_after_steps):
+            base = self.baseline[self.metric]
+            if value - base < self.stall_db:
+                self._warn("stalled", f"{self.metric} {value:.4f} dB at step {step} is within {self.stall_db} dB of "
+                           f"the network the run started from ({base:.4f} dB): the network is not learning. Try a "
+                           "lower optimizer.lr or a longer warm-up (scheduler.warmup_steps).")
+                return
+        if best is not None and best[self.metric] - value > self.drop_db:
+            self._warn("regressed", f"{self.metric} {value:.4f} dB at step {step} is {best[self.metric] - value:.2f} "
+                       f"dB below its best ({best[self.metric]:.4f} dB at step {best['step']}): the run is losing "
+                       "ground. Try a lower optimizer.lr; the best state is kept as the best checkpoint.")
+
+    def _warn(self, status: str, message: str) -> None:
+        if self.status != "stalled":  # the worse verdict stays
+            self.status = status
+        self.warnings.append(message)
+        log.warning(message)
+
+    def summary(self) -> dict[str, Any]:
+        """Flat figures for a wandb summary."""
+        best = self.best or {}
+        out = {"health/status": self.status, "health/warnings": len(self.warnings)}
+        if self.baseline is not None:
+            out["health/baseline"] = self.baseline[self.metric]
+        if best:
+            out.update({"health/best": best[self.metric], "health/best_step": best["step"]})
+        if self.validations:
+            out["health/final"] = self.validations[-1][self.metric]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "validations": self.validations, "warnings": self.warnings,
+                "status": self.status}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.baseline = state_dict.get("baseline")
+        self.validations = list(state_dict.get("validations", []))
+        self.warnings = list(state_dict.get("warnings", []))
+        self.status = state_dict.get("status", "ok")

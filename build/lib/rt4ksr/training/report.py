@@ -1,0 +1,274 @@
+"""The sweep report: one table and one figure for a multirun (an ablation, a block sweep, an Optuna search).
+
+Each run's final state (``metrics.json``) gives the quality; the speed is measured again here, for every run's
+deploy weights in one process, interleaved (A B C A B C ...), so that the machine's drift and noise fall on all
+of them alike. Designs whose median times differ by less than their spread are marked as ties. Points are
+labelled by the override values that differ between runs only, and the quality-speed Pareto front is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from rt4ksr.deploy.timing import measure_ms, uhd_input
+from rt4ksr.extras import require
+from rt4ksr.files import write_bytes, write_text
+
+log = logging.getLogger(__name__)
+
+CPU_SIZE = (135, 240)  # the training callback's CPU timing input (4K / 8 per side at x2)
+
+
+@dataclass
+class Run:
+    """One finished run of a multirun."""
+
+    name: str
+    overrides: dict[str, str]
+    metrics: dict[str, Any]
+    deploy_path: Path
+    label: str = ""
+    timing: dict[str, float] = field(default_factory=dict)
+    rank: str = ""
+
+    @property
+    def psnr(self) -> float | None:
+        return self.metrics.get("val_psnr")
+
+
+def collect(multirun_dir: Path) -> list[Run]:
+    """Every run below ``multirun_dir`` that wrote ``metrics.json``, in job order."""
+    runs = []
+    for metrics_file in sorted(multirun_dir.rglob("metrics.json"), key=lambda p: _job_key(p.parent.name)):
+        job = metrics_file.parent
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        pairs = dict(o.lstrip("+~").split("=", 1) if "=" in o else (o, "") for o in overrides or [])
+        runs.append(Run(job.name, pairs, json.loads(metrics_file.read_text()), job / "deploy_final.pth"))
+    for run, label in zip(runs, differing_labels([r.overrides for r in runs]), strict=True):
+        run.label = label or run.name
+    return runs
+
+
+def _job_key(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (10**9, name)
+
+
+def differing_labels(overrides: list[dict[str, str]]) -> list[str]:
+    """For each run, the values of the overrides that differ between runs (shared ones say nothing)."""
+    keys = sorted({k for o in overrides for k in o})
+    differing = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
+    return [" ".join(_short(o.get(k, "-")) for k in differing) for o in overrides]
+
+
+def _short(value: str) -> str:
+    """A config path or class as its last part (``rt4ksr.models.NAFBlock`` -> ``NAFBlock``)."""
+    return value.rsplit("/", 1)[-1].rsplit(".", 1)[-1] if not _is_number(value) else value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, int] | None = None,
+           rounds: int = 20, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median, quartiles and spread (interquartile range) in ms of every model, timed in turns: each round times
+    each model once, in a rotating order, so that slow phases of a shared machine hit every model alike. On
+    CUDA: fp16, channels_last, 4K output; on the CPU: fp32 at ``size`` (default ``CPU_SIZE``)."""
+    cuda = device.type == "cuda"
+    dtype = torch.float16 if cuda else torch.float32
+    prepared = {}
+    for name, model in models.items():
+        m = model.eval().to(device=device, dtype=dtype)
+        hw = uhd_input(m.scale) if cuda else (size or CPU_SIZE)
+        x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+        if cuda:
+            m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        prepared[name] = (m, x)
+        measure_ms(lambda m=m, x=x: m(x), device, warmup, 0)
+    times: dict[str, list[float]] = {name: [] for name in prepared}
+    names = list(prepared)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            m, x = prepared[name]
+            times[name] += measure_ms(lambda m=m, x=x: m(x), device, 0, 1)
+    out = {}
+    for name, t in times.items():
+        q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0]] * 3
+        h, w = prepared[name][1].shape[-2:]
+        out[name] = {"ms": statistics.median(t), "p25": q[0], "p75": q[2], "spread": q[2] - q[0],
+                     "fps": 1000.0 / statistics.median(t), "height": int(h), "width": int(w)}
+    return out
+
+
+def rank_with_ties(timings: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Speed ranks, fastest first; a model whose median is within the larger spread of the model ranked just
+    before it shares that rank (written ``2=``): the measurement cannot order them."""
+    order = sorted(timings, key=lambda n: timings[n]["ms"])
+    ranks: dict[str, str] = {}
+    rank = 0
+    for i, name in enumerate(order):
+        if i and timings[name]["ms"] - timings[order[i - 1]]["ms"] <= max(timings[name]["spread"],
+                                                                         timings[order[i - 1]]["spread"]):
+            ranks[name] = ranks[order[i - 1]].rstrip("=") + "="
+            ranks[order[i - 1]] = ranks[order[i - 1]].rstrip("=") + "="
+        else:
+            rank = i + 1
+            ranks[name] = str(rank)
+    return ranks
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points that no other point beats in both coordinates (higher is better in both)."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any(x2 >= x and y2 >= y and (x2, y2) != (x, y) for x2, y2 in points)]
+
+
+def markdown(runs: list[Run], device: str) -> str:
+    sets = sorted({s for r in runs for s in r.metrics.get("benchmarks", {})})
+    head = ["run", "label", "params (deploy)", "GMACs (4K out)", *[f"{s} PSNR / SSIM" for s in sets],
+            "mean PSNR", "ms (median, IQR)", "FPS", "speed rank", "steps", "health"]
+    lines = [f"Speed: every deploy model re-timed in one process, interleaved, {device}; `=` marks ranks whose "
+             "medians differ by less than their interquartile range.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        m, t = r.metrics, r.timing
+        cells = [r.name, r.label, _fmt(m.get("params_deploy"), ","), _fmt(m.get("macs_deploy", 0) / 1e9, ".2f")]
+        for s in sets:
+            b = m.get("benchmarks", {}).get(s, {})
+            cells.append(f"{_fmt(b.get('psnr_y'), '.3f')} / {_fmt(b.get('ssim_y'), '.4f')}")
+        cells += [_fmt(r.psnr, ".3f"),
+                  f"{_fmt(t.get('ms'), '.2f')} ({_fmt(t.get('p25'), '.2f')}-{_fmt(t.get('p75'), '.2f')})",
+                  _fmt(t.get("fps"), ".1f"), r.rank or "-", _fmt(m.get("global_step"), ","),
+                  (m.get("health") or {}).get("status", "-")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return format(v, spec) if isinstance(v, int | float) and v == v else "-"
+
+
+def plot(runs: list[Run], path: Path, device: str, title: str) -> None:
+    """Mean Y-PSNR against FPS, labelled points, the Pareto front, spread bars; written atomically as PNG."""
+    import io
+
+    matplotlib = require("matplotlib", "sweep", "the sweep report's figure")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in runs if r.psnr is not None and r.timing]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=130)
+    if pts:
+        xs, ys = [r.timing["fps"] for r in pts], [r.psnr for r in pts]
+        lo = [r.timing["fps"] - 1000.0 / r.timing["p75"] for r in pts]  # FPS range from the time quartiles
+        hi = [1000.0 / r.timing["p25"] - r.timing["fps"] for r in pts]
+        ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", ms=6, capsize=3, color="tab:blue", ecolor="0.6",
+                    label="run (bar: FPS interquartile range)")
+        front = sorted(pareto_front(list(zip(xs, ys, strict=True))), key=lambda i: xs[i])
+        if len(front) > 1:
+            ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:orange", lw=1.5,
+                    label="Pareto front (faster and better)")
+        for r, x, y in zip(pts, xs, ys, strict=True):
+            ax.annotate(r.label, (x, y), fontsize=8, xytext=(5, 5), textcoords="offset points")
+        ax.margins(x=0.15, y=0.15)
+        ax.legend(loc="best", fontsize=8)
+    t = pts[0].timing if pts else {}
+    where = f"{t.get('width')}x{t.get('height')} LR input, batch 1, {device}" if t else device
+    ax.set_xlabel(f"frames per second ({where})")
+    ax.set_ylabel("mean Y-PSNR of the final state over the validation sets (dB)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
+
+
+def write_report(multirun_dir: str | Path, out: str | Path | None = None, device: str = "auto",
+                 rounds: int = 20, wandb_group: str | None = None) -> tuple[Path, Path]:
+    """Collect the runs, re-time their deploy models, write ``report.md`` and ``report.png`` (and ``report.json``)
+    into ``out`` (default: the multirun folder), and log them to the sweep's wandb group when it has one."""
+    from rt4ksr.config import resolve_device
+    from rt4ksr.deploy.inference import build_model
+    from rt4ksr.errors import InputNotFoundError
+    from rt4ksr.models.profile import count_macs
+
+    multirun_dir = Path(multirun_dir)
+    runs = [r for r in collect(multirun_dir) if r.deploy_path.is_file()]
+    if not runs:
+        raise InputNotFoundError(f"no finished run (metrics.json and deploy_final.pth) under {multirun_dir}")
+    dev = resolve_device(device)
+    models = {r.name: build_model(None, r.deploy_path) for r in runs}
+    for r in runs:
+        r.metrics.setdefault("macs_deploy", count_macs(models[r.name], uhd_input(models[r.name].scale)))
+    timings = retime(models, dev, rounds=rounds)
+    ranks = rank_with_ties(timings)
+    for r in runs:
+        r.timing, r.rank = timings[r.name], ranks[r.name]
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU fp32, {torch.get_num_threads()} threads"
+    out = Path(out) if out else multirun_dir
+    md, png = out / "report.md", out / "report.png"
+    write_text(md, f"# {multirun_dir.name}\n\n" + markdown(runs, name))
+    plot(runs, png, name, f"{multirun_dir.name}: quality against speed ({len(runs)} runs)")
+    write_text(out / "report.json", json.dumps([{"run": r.name, "label": r.label, "overrides": r.overrides,
+                                                 "timing": r.timing, "rank": r.rank, "metrics": r.metrics}
+                                                for r in runs], indent=2) + "\n")
+    if wandb_group:
+        _log_wandb(runs, png, wandb_group, out)
+    return md, png
+
+
+def _log_wandb(runs: list[Run], png: Path, group: str, folder: Path) -> None:
+    """One 'report' run in the sweep's wandb group: the table (re-timed speed beside each run's figures) and the
+    figure. Each training run's own summary already holds its final metrics."""
+    import wandb
+
+    from rt4ksr.config import wandb_offline
+
+    columns = ["run", "label", "mean_psnr", "ms", "fps", "speed_rank", "params_deploy"]
+    table = wandb.Table(columns=columns, data=[[r.name, r.label, r.psnr, r.timing["ms"], r.timing["fps"], r.rank,
+                                                r.metrics.get("params_deploy")] for r in runs])
+    run = wandb.init(project="rt4ksr", group=group, job_type="report", name=f"{group}-report", dir=str(folder),
+                     mode="offline" if wandb_offline() else "online", reinit=True)
+    run.log({"report/table": table, "report/figure": wandb.Image(str(png))})
+    run.finish()
+
+
+try:  # the callback that ends a multirun with the report (Hydra imports it only when configured)
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra is a core dependency
+    _HydraCallback = object
+
+
+class SweepReportCallback(_HydraCallback):
+    """``hydra.callbacks``: after the last run of a multirun, write the sweep report into its folder."""
+
+    def __init__(self, rounds: int = 20, device: str = "auto") -> None:
+        self.rounds, self.device = rounds, device
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        uses_wandb = "wandb" in str(config.get("logger") or "")
+        try:
+            md, png = write_report(sweep_dir, device=self.device, rounds=self.rounds,
+                                   wandb_group=sweep_dir.name if uses_wandb else None)
+        except Exception as e:  # the runs are done and saved: a failing report must not hide that
+            log.error("sweep report failed (%s); rerun it with: rt4ksr sweep-report %s", e, sweep_dir)
+            return
+        print(f"sweep report: {md}, {png}")

@@ -1,0 +1,89 @@
+"""``rt4ksr upscale ckpt_path=... input=PATH output=PATH``: upscale an image, a folder or a video.
+
+Real-ESRGAN's flags (``-i``, ``-o``, ``-s``, ``-t``, ``--tile_pad``, ``--fp32``, ``--suffix``, ``--ext``,
+``--model_path``, ``--alpha_upsampler``, ``-g``) are accepted beside the Hydra overrides.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.deploy.cpu_memory import keep_freed_memory
+from rt4ksr.deploy.inference import Upscaler, build_model
+from rt4ksr.deploy.upscaling import OutputOptions, upscale_path
+from rt4ksr.errors import PartialFailure, user_command
+
+# Real-ESRGAN's inference_realesrgan.py flags -> this command's options
+FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output", "-s": "outscale",
+         "--outscale": "outscale", "-t": "tile", "--tile": "tile", "--tile_pad": "tile_pad", "--suffix": "suffix",
+         "--ext": "ext", "--model_path": "ckpt_path", "-g": "device", "--gpu-id": "device",
+         "--alpha_upsampler": "alpha"}
+SWITCHES = {"--fp32": "half=false", "--half": "half=true"}
+UNSUPPORTED = ("-n", "--model_name", "--face_enhance", "-dn", "--denoise_strength", "--pre_pad")
+
+
+def translate_flags(argv: list[str]) -> list[str]:
+    """Real-ESRGAN-style flags as Hydra overrides; Hydra's own arguments pass through unchanged."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=") if arg.startswith("-") else (arg, "", "")
+        if flag in SWITCHES:
+            out.append(SWITCHES[flag])
+        elif flag in FLAGS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise SystemExit(f"error: {flag} needs a value")
+                i += 1
+                value = argv[i]
+            key = FLAGS[flag]
+            if key == "device":
+                value = f"cuda:{value}"
+            elif key == "alpha":
+                value = {"realesrgan": "model"}.get(value, value)
+            out.append(f"{key}={_quote(value)}")
+        elif flag in UNSUPPORTED:
+            raise SystemExit(f"error: {flag} is a Real-ESRGAN option rt4ksr does not have; give the weights with "
+                             "ckpt_path=PATH (or --model_path PATH)")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _quote(value: str) -> str:
+    """A value as a Hydra override: quoted when it holds characters the override grammar would parse."""
+    return value if all(c.isalnum() or c in "/._-:~+" for c in value) else "'" + value.replace("'", "\\'") + "'"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="upscale")
+@user_command
+def run(cfg: DictConfig) -> None:
+    keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
+    opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=str(cfg.ext), alpha=cfg.alpha,
+                         overwrite=cfg.overwrite, quality=cfg.quality, crf=cfg.crf)
+    src, dst = Path(to_absolute_path(str(cfg.input))), Path(to_absolute_path(str(cfg.output)))
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.model, cfg.ckpt_path)
+    up = Upscaler(model, device, half=cfg.half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
+                  kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
+                  backend=cfg.backend)
+    report = upscale_path(up, src, dst, opts, cfg.batch_size, cfg.progress)
+    print(report.summary())
+    if report.failed:
+        raise PartialFailure("file(s)", report.failed)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *translate_flags(sys.argv[1:])]
+    run()
+
+
+if __name__ == "__main__":
+    main()

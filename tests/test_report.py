@@ -1,0 +1,78 @@
+"""The sweep report: labels from differing overrides only, interleaved re-timing, ties, the Pareto front."""
+
+import torch
+from torch import nn
+
+from rt4ksr.training.report import differing_labels, pareto_front, rank_with_ties, retime
+
+
+def test_labels_are_the_values_that_differ():
+    overrides = [{"experiment": "ablation_x2", "ablation": "base", "trainer.max_time": "00:00:03:00"},
+                 {"experiment": "ablation_x2", "ablation": "dconv", "trainer.max_time": "00:00:03:00"},
+                 {"experiment": "ablation_x2", "ablation": "rt4ksr", "trainer.max_time": "00:00:03:00"}]
+    assert differing_labels(overrides) == ["base", "dconv", "rt4ksr"]
+    blocks = [{"model/baseblock": "base", "optimizer.lr": "0.001", "logger": "none"},
+              {"model/baseblock": "rt4ksr.models.NAFBlock", "optimizer.lr": "0.002", "logger": "none"}]
+    assert differing_labels(blocks) == ["base 0.001", "NAFBlock 0.002"]
+
+
+class Recorder(nn.Module):
+    """A stand-in network that records the order in which the timing calls it."""
+
+    scale = 2
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(self.name)
+        return x
+
+
+def test_retiming_is_interleaved_and_rotates():
+    log: list[str] = []
+    models = {n: Recorder(n, log) for n in "ABC"}
+    out = retime(models, torch.device("cpu"), size=(8, 8), rounds=4, warmup=1)
+    timed = log[3:]  # after one warm-up call each
+    assert timed == list("ABC" "BCA" "CAB" "ABC")  # every round times every model once, starting one later
+    for t in out.values():
+        assert t["p25"] <= t["ms"] <= t["p75"] and t["spread"] == t["p75"] - t["p25"] and t["fps"] > 0
+        assert (t["height"], t["width"]) == (8, 8)
+
+
+def test_ranks_inside_the_spread_are_ties():
+    timings = {"fast": {"ms": 10.0, "spread": 0.5}, "close": {"ms": 10.4, "spread": 0.2},
+               "slow": {"ms": 20.0, "spread": 1.0}, "slower": {"ms": 30.0, "spread": 0.1}}
+    assert rank_with_ties(timings) == {"fast": "1=", "close": "1=", "slow": "3", "slower": "4"}
+
+
+def test_pareto_front():
+    points = [(100.0, 30.0), (50.0, 31.0), (80.0, 29.0), (40.0, 30.5), (100.0, 30.0)]
+    assert pareto_front(points) == [0, 1, 4]  # (80, 29) and (40, 30.5) are beaten in both
+
+
+def test_the_ablation_walks_one_change_per_step_and_ends_with_the_report():
+    from rt4ksr.config import compose
+
+    steps = ["base", "dconv", "unshuffle", "hfb", "layernorm", "simplified", "rep", "rt4ksr"]
+    cfg = compose("train", ["experiment=ablation_x2"])
+    assert cfg.hydra.sweeper.params["+ablation"].split(",") == steps
+    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.training.report.SweepReportCallback"
+    keys = ("baseblock", "type", "downscaling", "unshuffle", "use_hfb", "forget", "layernorm", "residual")
+    models = []
+    for i, step in enumerate(steps, 1):
+        c = compose("train", ["experiment=ablation_x2", f"+ablation={step}"])
+        assert c.ablation_step == i and c.model.is_train and c.model.global_skip == "bicubic"
+        models.append({k: str(c.model[k]) for k in keys})
+    changed = [[k for k in keys if a[k] != b[k]] for a, b in zip(models, models[1:], strict=False)]
+    assert changed == [["baseblock"], ["downscaling", "unshuffle"], ["use_hfb", "forget"], ["layernorm"],
+                       ["baseblock", "residual"], ["type"], ["forget"]]
+
+
+def test_optuna_searches_end_with_the_same_report():
+    from rt4ksr.config import compose
+
+    cfg = compose("train", ["hparams_search=optuna"])
+    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.training.report.SweepReportCallback"
