@@ -82,3 +82,18 @@ def test_kornia_alternative_runs_and_is_further_from_matlab():
     assert kornia.shape == exact.shape
     interp = F.interpolate(hr, scale_factor=0.5, mode="bicubic", antialias=True)
     assert (kornia - exact).abs().mean() > (interp - exact).abs().mean() * 0.5
+
+
+@pytest.mark.parametrize("scale,literature", [(2, 33.66), (3, 30.39), (4, 28.42)])
+def test_bicubic_baseline_on_set5_matches_the_literature(testsets_dir, scale, literature):
+    """Bicubic upscaling of the benchmark LR files, scored as every method is (Y, crop = scale): the figures the
+    literature gives for set5 (EDSR/RCAN tables), which checks the LR files, the resize and the metric at x4 too."""
+    from rt4ksr.quality.measures import y_psnr_ssim
+
+    ds = BenchmarkDataset(testsets_dir, "set5", scale)
+    psnrs = []
+    for i in range(len(ds)):
+        item = ds[i]
+        sr = imresize(item["lr"].unsqueeze(0).double() / 255.0, scale=scale).float()
+        psnrs += y_psnr_ssim(sr, item["hr"].unsqueeze(0), scale)[0]
+    assert sum(psnrs) / len(psnrs) == pytest.approx(literature, abs=0.03)

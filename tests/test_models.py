@@ -64,7 +64,7 @@ def _max_diff(model, x):
         return (model.eval()(x) - deploy(x)).abs().max().item()
 
 
-@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("block", BLOCKS)
 def test_deploy_equals_training_every_block(block, scale):
     model = randomize_(small(scale, block, num_blocks=3, feature_channels=12), seed=scale)
@@ -73,7 +73,7 @@ def test_deploy_equals_training_every_block(block, scale):
     assert _max_diff(model.double(), x.double()) <= 1e-12
 
 
-@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_deploy_equals_training_every_structure(structure, scale):
     model = randomize_(small(scale, "simplified", **STRUCTURES[structure]), seed=7)
