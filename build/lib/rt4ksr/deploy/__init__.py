@@ -1,1 +1,0 @@
-"""Deployment: loading a model for inference, upscaling files and videos, exports, and timing."""

@@ -1,1 +1,0 @@
-"""Training: the LightningModule, its callbacks, losses, schedules, and a run from config to metrics.json."""
