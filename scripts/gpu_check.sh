@@ -1,22 +1,20 @@
 #!/usr/bin/env bash
-# The GPU figures, in as few device calls as possible: `speed` (about 7 minutes: kernel tuning and correctness on
-# CUDA, every inference path at x2 and x3 with torch.compile in the same run, the fp16 checks, data-side timing)
-# and `train` (the 8-minute x2 BSD200 run, then its evaluation). One device session (15 minutes, starts
-# included) holds one of them comfortably; run `speed` first. The device tool brings back at most 8 files, so
-# every step's text and JSON go to $R and, after each step, into $OUT/results.tgz, beside one log, $OUT/log.txt:
-# a step cut by the call's limit still leaves the earlier ones.
+# The GPU figures in two stages, each within 10 minutes on one GPU: `speed` (about 7 minutes: kernel tuning and
+# correctness on CUDA, every inference path at x2 and x3 with torch.compile in the same run, the fp16 checks,
+# data-side timing) and `train` (the 8-minute x2 BSD200 run, then its evaluation); run `speed` first. Every
+# step's text and JSON go to $R and, after each step, into $OUT/results.tgz, beside one log, $OUT/log.txt, so a
+# stage cut short still leaves the earlier steps' results.
 #
-# Prepare on the CPU machine, from the repo root. Everything carried must stay under the device tool's 64 MiB,
-# so each stage carries only what it reads:
-#   ../shared/tools/device-wheels.sh safetensors         # hydra, omegaconf, kornia: about 8 MiB
+# On a GPU machine without network access, prepare these from the repo root on another machine and copy them
+# over (64 MiB in all is enough):
+#   ../shared/tools/device-wheels.sh safetensors         # wheels of hydra, omegaconf, kornia into .whl/: about 8 MiB
 #   mkdir -p .device/data/testsets .device/data/BSD200/HR && cp -r ../shared/data/testsets/set5 .device/data/testsets/ \
 #     && cp ../shared/checkpoints/official/rt4ksr_x*.pth .device/
 #   speed: 20 BSD200 images for the data timing (about 18 MiB in all)
 #     ls ../shared/data/BSD200/HR | head -20 | xargs -I{} cp ../shared/data/BSD200/HR/{} .device/data/BSD200/HR/
-#   train: all of BSD200 (about 60 MiB in all; set14 stays behind, so the run validates on set5)
+#   train: all of BSD200 (about 60 MiB in all; the run validates on set5)
 #     cp ../shared/data/BSD200/HR/* .device/data/BSD200/HR/
-# Then with the device tool, carrying [".whl", ".device"], timeout_s 600:
-#   bash scripts/gpu_check.sh speed        (or: train)
+# Then, on the GPU machine: bash scripts/gpu_check.sh speed        (or: train)
 set -uo pipefail
 stage=${1:-speed}
 OUT=${OUT:-/tmp/out}; R=/tmp/gpu_check; mkdir -p "$OUT" "$R"
@@ -50,7 +48,7 @@ PY
       modes=[train_fp32,deploy_fp32,deploy_fp16,deploy_fp16_cl,deploy_fp16_graph,kernels,kernels_nograph] \
       $(cat "$R/best_x$s.txt") json="$R/bench_x$s.json" 2>&1 | tee "$R/bench_x$s.txt"; save
   done
-  # 4. degradation + augmentation on the GPU and the loader (issue 3's share of a training step)
+  # 4. degradation + augmentation on the GPU and the loader (their share of a training step)
   timeout 45 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
     | tee "$R/data.txt"; save
 elif [ "$stage" = train ]; then
