@@ -225,3 +225,18 @@ def test_benchmark_data_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["loader_crops_per_s_per_worker"]["packed"] > 0 and "cpu" in report["degrade_augment_ms_per_batch"]
+
+
+def test_loader_throughput_is_steady_state_on_a_small_set(tmp_path, monkeypatch):
+    """Three images and 40 crops: one iterator (one worker start) for the whole measurement, not one per epoch."""
+    from torch.utils.data import DataLoader
+
+    from rt4ksr.data.throughput import loader_crops_per_s
+
+    starts = []
+    real_iter = DataLoader.__iter__
+    monkeypatch.setattr(DataLoader, "__iter__", lambda self: starts.append(1) or real_iter(self))
+    write_images(tmp_path / "hr", [(40, 40)] * 3)
+    dm = datamodule(tmp_path, {"x": tmp_path / "hr"})
+    assert loader_crops_per_s(dm, packed=False, crops=40, batch_size=4) > 0
+    assert len(starts) == 1

@@ -150,7 +150,8 @@ def finish(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: An
     if not rank0:
         return {}
     timing_cb = _find(trainer, DeployTiming)
-    timing = timing_cb.measure(deploy.to(module.device), module.device, deploy.scale) \
+    device = trainer.strategy.root_device  # Lightning's teardown has moved the module back to the CPU by now
+    timing = timing_cb.measure(deploy.to(device), device, deploy.scale) \
         if timing_cb and timing_cb.time_inference else None
     metrics = {
         "benchmarks": final,
