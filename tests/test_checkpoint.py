@@ -27,6 +27,13 @@ def test_wrong_scale_names_the_mismatched_keys():
         load_into(RTSRN(scale=2), state, "x3 weights")
 
 
+@pytest.mark.parametrize("scale", [3, 4])
+def test_weights_of_another_scale_name_the_preset(scale):
+    state = RTSRN(scale=scale).state_dict()
+    with pytest.raises(CheckpointMismatchError, match=f"model=rt4ksr_x{scale}$"):
+        load_into(RTSRN(scale=2), state)
+
+
 def test_wrong_architecture_names_missing_and_unexpected_keys():
     state = read_state_dict(official_ckpt(2))
     with pytest.raises(CheckpointMismatchError) as err:

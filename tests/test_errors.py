@@ -117,6 +117,17 @@ def test_a_full_disk_is_one_line_and_leaves_earlier_files_intact(tmp_path, weigh
     assert not any(tmp_path.glob("*single*")) and not any(tmp_path.glob(".*partial*"))
 
 
+def test_a_full_disk_message_is_one_clean_line(tmp_path):
+    import errno
+
+    from rt4ksr.files import NoSpaceError, atomic_path
+
+    with pytest.raises(NoSpaceError) as err, atomic_path(tmp_path / "x.bin"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(err.value).startswith("no space left writing") and "[Errno" not in str(err.value)
+    assert err.value.errno == errno.ENOSPC and "\n" not in str(err.value)
+
+
 def test_unexpected_errors_keep_their_traceback():
     @user_command
     def broken() -> None:

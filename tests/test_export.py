@@ -98,6 +98,24 @@ def test_bad_format():
         export(reparameterize(RTSRN()), "tflite", Path("x"))
 
 
+def test_a_bad_input_size_is_one_line(tmp_path):
+    from rt4ksr.deploy.exporters import static_shape
+    from rt4ksr.errors import ConfigValueError
+
+    assert static_shape("onnx", [24, 40], 2) == (24, 40)
+    for bad in (24, [24], [24, 40, 3], [0, 40], [24, -1], ["a", 40], [2.5, 40], [True, 40], "24x40"):
+        with pytest.raises(ConfigValueError, match="input_size must be"):
+            static_shape("onnx", bad)
+    with pytest.raises(ConfigValueError, match="batch_size"):
+        static_shape("onnx", [24, 40], 0)
+    torch.save(reparameterize(RTSRN(feature_channels=8, num_blocks=1)).state_dict(), tmp_path / "w.pth")
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.export", f"ckpt_path={tmp_path / 'w.pth'}",
+                           "input_size=[24,0]"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: input_size must be [height, width] of the LR input, two "
+                                                "positive integers, got [24, 0]"]
+
+
 def test_onnx_convention_static_shape_and_fp16(tmp_path, deploy):
     """The documented convention: input 'lr' and output 'sr', RGB NCHW in [0, 1], the metadata that says so, and
     a static-shape variant for TensorRT / vs-mlrt users."""

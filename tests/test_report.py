@@ -1,5 +1,6 @@
 """The sweep report: labels from differing overrides only, interleaved re-timing, ties, the Pareto front."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -46,6 +47,19 @@ def test_ranks_inside_the_spread_are_ties():
     timings = {"fast": {"ms": 10.0, "spread": 0.5}, "close": {"ms": 10.4, "spread": 0.2},
                "slow": {"ms": 20.0, "spread": 1.0}, "slower": {"ms": 30.0, "spread": 0.1}}
     assert rank_with_ties(timings) == {"fast": "1=", "close": "1=", "slow": "3", "slower": "4"}
+
+
+def test_ties_do_not_chain():
+    """B is within the spread of A, C within that of B, but C is clearly slower than A: each is compared with the
+    fastest of its group, so C starts a rank of its own."""
+    timings = {"A": {"ms": 10.0, "spread": 0.6}, "B": {"ms": 10.5, "spread": 0.6}, "C": {"ms": 11.0, "spread": 0.6},
+               "D": {"ms": 11.5, "spread": 0.6}}
+    assert rank_with_ties(timings) == {"A": "1=", "B": "1=", "C": "3=", "D": "3="}
+
+
+def test_retiming_needs_a_round():
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        retime({"A": Recorder("A", [])}, torch.device("cpu"), size=(8, 8), rounds=0)
 
 
 def test_pareto_front():

@@ -73,14 +73,14 @@ def test_unsupported_format_is_named(tmp_path, up2):
         upscale_path(up2, tmp_path / "missing.png", tmp_path / "o", progress=False)
 
 
-def make_video(path, frames=7, size=(33, 47), rate=12, audio=True):
+def make_video(path, frames=7, size=(33, 47), rate=12, audio=True, audio_rate=16000):
     import av
 
     h, w = size
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=rate)
         v.width, v.height, v.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
-        a = c.add_stream("aac", rate=16000) if audio else None
+        a = c.add_stream("aac", rate=audio_rate) if audio else None
         rng = np.random.default_rng(0)
         for i in range(frames):
             img = rng.integers(0, 256, (v.height, v.width, 3), dtype=np.uint8)
@@ -89,11 +89,11 @@ def make_video(path, frames=7, size=(33, 47), rate=12, audio=True):
             c.mux(v.encode(f))
         c.mux(v.encode(None))
         if a is not None:
-            t = np.arange(16000 * frames // rate) / 16000
+            t = np.arange(audio_rate * frames // rate) / audio_rate
             samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
             for start in range(0, samples.shape[1], 1024):
                 af = av.AudioFrame.from_ndarray(samples[:, start:start + 1024].copy(), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 16000, start
+                af.sample_rate, af.pts = audio_rate, start
                 c.mux(a.encode(af))
             c.mux(a.encode(None))
 
@@ -266,10 +266,11 @@ def test_onnxruntime_backend_matches_torch(up2):
         assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
 
 
-def test_webm_output_reencodes_aac_audio(tmp_path, caplog):
+@pytest.mark.parametrize("audio_rate", [16000, 44100])  # Opus takes no 44.1 kHz: resampled to 48 kHz
+def test_webm_output_reencodes_aac_audio(tmp_path, caplog, audio_rate):
     import av
 
-    make_video(tmp_path / "in.mp4", frames=5, size=(16, 20), audio=True)
+    make_video(tmp_path / "in.mp4", frames=5, size=(16, 20), audio=True, audio_rate=audio_rate)
     up = Upscaler(tiny_model(2), torch.device("cpu"))
     with caplog.at_level("INFO"):
         report = upscale_path(up, tmp_path / "in.mp4", tmp_path / "clip.webm", progress=False)
@@ -277,6 +278,7 @@ def test_webm_output_reencodes_aac_audio(tmp_path, caplog):
     with av.open(str(report.written[0])) as c:
         assert c.streams.video[0].codec_context.name == "vp9"
         assert c.streams.audio[0].codec_context.name == "opus"
+        assert c.streams.audio[0].codec_context.sample_rate in (audio_rate, 48000)
         assert sum(1 for _ in c.decode(video=0)) == 5
     with av.open(str(report.written[0])) as c:
         assert sum(f.samples for f in c.decode(audio=0)) > 0
@@ -303,3 +305,172 @@ def test_automatic_cpu_tiles_change_nothing():
     assert np.abs(auto(img).astype(int) - Upscaler(model, torch.device("cpu"))(img).astype(int)).max() <= 1
     global_attention = reparameterize(RTSRN(feature_channels=8, num_blocks=1, baseblock=NAFBlock, squeeze=True))
     assert Upscaler(global_attention, torch.device("cpu"), tile=None).tile == 0
+
+
+# --- folders in place, failures mid-video, output formats -----------------------------------------------------
+
+
+def test_a_folder_upscaled_in_place(tmp_path, up2):
+    """The output folder may be the input folder with a suffix: earlier outputs (names ending with the suffix) are
+    not inputs. Without a suffix the outputs would overwrite the inputs: one clear error."""
+    write(tmp_path / "a.png", 10, 12)
+    write(tmp_path / "sub" / "b.png", 9, 8, seed=1)
+    opts = OutputOptions(suffix="_up")
+    report = upscale_path(up2, tmp_path, tmp_path, opts, progress=False)
+    assert sorted(p.name for p in report.written) == ["a_up.png", "b_up.png"]
+    again = upscale_path(up2, tmp_path, tmp_path, OutputOptions(suffix="_up", overwrite=True), progress=False)
+    assert sorted(p.name for p in again.written) == ["a_up.png", "b_up.png"]  # a_up.png is no input
+    assert not list(tmp_path.rglob("*_up_up*"))
+    with pytest.raises(ConfigValueError, match="would overwrite an input"):
+        upscale_path(up2, tmp_path, tmp_path, progress=False)
+    parent = upscale_path(up2, tmp_path / "sub", tmp_path, OutputOptions(suffix="_p"), progress=False)
+    assert sorted(p.name for p in parent.written) == ["b_p.png", "b_up_p.png"]  # the output folder holds the input
+    nested = upscale_path(up2, tmp_path / "sub", tmp_path / "sub" / "out", progress=False)  # outputs inside
+    assert [p.name for p in nested.written] == ["b.png", "b_up.png"]
+    assert [p.name for p in upscale_path(up2, tmp_path / "sub", tmp_path / "sub" / "out", progress=False).kept] \
+        == ["b.png", "b_up.png"]  # the outputs below the input are not inputs on the second run
+
+
+def test_a_failing_model_ends_a_video_promptly(tmp_path):
+    """The model raising mid-video ends the run with its error (the decoder, blocked on its full queue, is
+    released), and no output or temporary file is left."""
+    import threading
+
+    make_video(tmp_path / "in.mp4", frames=30, size=(16, 20), audio=True)
+    up = Upscaler(tiny_model(2), torch.device("cpu"))
+    calls = []
+
+    class Failing:
+        scale = 2
+
+        def __call__(self, batch):
+            calls.append(len(batch))
+            if len(calls) == 2:
+                raise RuntimeError("the model failed")
+            return up(batch)
+
+    result = []
+
+    def work():
+        try:
+            upscale_path(Failing(), tmp_path / "in.mp4", tmp_path / "out.mp4", batch_size=1, progress=False)
+        except RuntimeError as e:
+            result.append(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the video pipeline hangs after a model error"
+    assert len(result) == 1 and "the model failed" in str(result[0]) and len(calls) == 2
+    assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("suffix,codec", [(".webm", "vp9"), (".avi", "mpeg4")])
+def test_crf_sets_the_quality_of_every_video_codec(tmp_path, suffix, codec):
+    """crf reaches VP9 (constant quality, no bitrate cap) and MPEG-4 (a fixed quantiser): a lower crf gives a
+    larger file."""
+    import av
+
+    make_video(tmp_path / "in.mp4", frames=4, size=(24, 32), audio=False)
+    up = Upscaler(tiny_model(2), torch.device("cpu"))
+    sizes = []
+    for crf in (4, 50):
+        out = tmp_path / f"crf{crf}{suffix}"
+        upscale_path(up, tmp_path / "in.mp4", out, OutputOptions(crf=crf), progress=False)
+        with av.open(str(out)) as c:
+            assert c.streams.video[0].codec_context.name == codec
+            assert sum(1 for _ in c.decode(video=0)) == 4
+        sizes.append(out.stat().st_size)
+    assert sizes[0] > 1.5 * sizes[1]
+
+
+def test_an_output_suffix_that_is_no_image_format_fails_up_front(tmp_path, up2):
+    write(tmp_path / "a.png", 8, 8)
+    for name in ("out.mp4", "out.txt"):
+        with pytest.raises(ConfigValueError, match=r"\.png.*not '\.(mp4|txt)'"):
+            upscale_path(up2, tmp_path / "a.png", tmp_path / name, progress=False)
+        assert not (tmp_path / name).exists()
+
+
+def test_ext_auto_keeps_the_inputs_suffix_case(tmp_path, up2):
+    write(tmp_path / "in" / "A.PNG", 8, 8)
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "out", OutputOptions(ext="auto"), progress=False)
+    assert [p.name for p in report.written] == ["A.PNG"]
+
+
+def test_gray_with_alpha_stays_gray_with_alpha(tmp_path, up2):
+    """OpenCV reads a gray + alpha PNG as BGRA with B = G = R: it is upscaled as gray (neutral, no tint) and
+    written gray + alpha."""
+    from PIL import Image
+
+    from rt4ksr.data.io import read_picture
+    from rt4ksr.deploy.upscaling import _single_channel
+
+    rng = np.random.default_rng(9)
+    gray, alpha = rng.integers(0, 256, (12, 14), dtype=np.uint8), np.tile(np.arange(14, dtype=np.uint8) * 18, (12, 1))
+    Image.fromarray(np.dstack([gray, alpha]), "LA").save(tmp_path / "la.png")
+    pic = read_picture(tmp_path / "la.png")
+    assert pic.gray and (pic.color[:, :, 0] == gray).all() and (pic.alpha == alpha).all()
+    upscale_path(up2, tmp_path / "la.png", tmp_path / "out.png", progress=False)
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.mode == "LA" and im.size == (28, 24)
+        out = np.asarray(im)
+    assert (out[:, :, 0] == _single_channel(up2, gray)).all()
+
+
+def test_stale_temporary_files_go_and_live_ones_stay(tmp_path, up2):
+    import os
+
+    write(tmp_path / "in" / "a.png", 8, 8)
+    (tmp_path / "out").mkdir()
+    live = tmp_path / "out" / f".b.partial-{os.getpid()}.png"  # a run that is still writing
+    dead = tmp_path / "out" / ".c.partial-2147483647.png"  # no such process
+    live.write_bytes(b"x")
+    dead.write_bytes(b"x")
+    upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
+    assert live.exists() and not dead.exists()
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_an_oriented_tiff_is_read_upright(tmp_path, orientation):
+    """OpenCV applies TIFF orientations 2-4 itself and cannot read 5-8: such TIFFs are read by Pillow."""
+    from PIL import Image, ImageOps
+
+    from rt4ksr.data.io import read_picture
+
+    img = Image.fromarray(np.random.default_rng(orientation).integers(0, 256, (6, 9, 3), dtype=np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "e.tif", exif=exif.tobytes())
+    with Image.open(tmp_path / "e.tif") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    got = read_picture(tmp_path / "e.tif").color
+    assert got.shape == expected.shape and (got == expected).all()
+
+
+def test_quoted_overrides_survive_hydras_parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from rt4ksr.upscale import _quote
+
+    parser = OverridesParser.create()
+    for value in ["in dir/x.png", "it's", "C:\\out dir\\", "a\\'b", "x\\\\"]:
+        assert parser.parse_override(f"output={_quote(value)}").value() == value
+
+
+def test_out_of_gpu_memory_fails_one_file_and_suggests_tiles(tmp_path, up2, monkeypatch):
+    import rt4ksr.deploy.upscaling as upscaling
+
+    write(tmp_path / "in" / "a.png", 8, 8)
+    write(tmp_path / "in" / "b.png", 8, 8)
+    real = upscaling.upscale_image
+
+    def oom_on_a(up, src, dst, opts=None):
+        if src.name == "a.png":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(up, src, dst, opts)
+
+    monkeypatch.setattr(upscaling, "upscale_image", oom_on_a)
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
+    assert [p.name for p in report.written] == ["b.png"]
+    assert len(report.failed) == 1 and "a.png" in report.failed[0] and "tile=512" in report.failed[0]

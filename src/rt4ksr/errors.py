@@ -31,6 +31,10 @@ class ConfigValueError(UserError, ValueError):
     """An option has a value the command cannot use."""
 
 
+class UnsupportedInputError(UserError, ValueError):
+    """An input whose format or codec cannot be read, or cannot be written in the chosen output format."""
+
+
 class PartialFailure(UserError):
     """A run over many files finished, but some failed; ``failures`` lists them."""
 

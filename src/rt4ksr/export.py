@@ -6,10 +6,10 @@ from pathlib import Path
 
 import hydra
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rt4ksr.config import CONFIG_DIR
-from rt4ksr.deploy.exporters import FORMATS, export
+from rt4ksr.deploy.exporters import FORMATS, export, static_shape
 from rt4ksr.deploy.inference import build_model
 from rt4ksr.errors import ConfigValueError, user_command
 
@@ -19,7 +19,9 @@ from rt4ksr.errors import ConfigValueError, user_command
 def main(cfg: DictConfig) -> None:
     if cfg.format not in FORMATS:
         raise ConfigValueError(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
-    size = tuple(cfg.input_size) if cfg.input_size is not None else None
+    value = cfg.input_size
+    size = static_shape(cfg.format, OmegaConf.to_container(value) if isinstance(value, ListConfig) else value,
+                        cfg.batch_size)
     model = build_model(cfg.model, cfg.ckpt_path)
     static = f"_{size[0]}x{size[1]}" if size else ""
     out = cfg.output or Path(to_absolute_path(cfg.ckpt_path)).with_suffix("").as_posix() + static + (

@@ -48,8 +48,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno in _NO_SPACE:
-            raise NoSpaceError(e.errno, f"no space left writing {path} ({os.strerror(e.errno)}): free some "
-                                        f"space and run again; files written before are complete") from None
+            full = NoSpaceError(f"no space left writing {path} ({os.strerror(e.errno)}): free some space and run "
+                                "again; files written before are complete")
+            full.errno = e.errno  # set afterwards: OSError(errno, msg) would print an "[Errno 28]" prefix
+            raise full from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -84,5 +86,26 @@ def torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def is_partial(path: Path) -> bool:
-    """A temporary file that an interrupted atomic write left behind."""
+    """A temporary file of an atomic write: one in progress, or one that an interrupted write left behind."""
     return path.name.startswith(".") and ".partial-" in path.name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete the temporary files that killed runs left below ``folder``. A file whose writer (the pid in its
+    name) is still running is kept: another run may be writing into the same folder right now."""
+    for path in folder.rglob(".*.partial-*"):
+        digits = path.name.partition(".partial-")[2].split(".", 1)[0]
+        if is_partial(path) and path.is_file() and not (digits.isdigit() and _alive(int(digits))):
+            path.unlink(missing_ok=True)

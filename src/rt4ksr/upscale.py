@@ -6,6 +6,7 @@ Real-ESRGAN's flags (``-i``, ``-o``, ``-s``, ``-t``, ``--tile_pad``, ``--fp32``,
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -58,8 +59,13 @@ def translate_flags(argv: list[str]) -> list[str]:
 
 
 def _quote(value: str) -> str:
-    """A value as a Hydra override: quoted when it holds characters the override grammar would parse."""
-    return value if all(c.isalnum() or c in "/._-:~+" for c in value) else "'" + value.replace("'", "\\'") + "'"
+    """A value as a Hydra override: quoted when it holds characters the override grammar would parse. Inside
+    quotes, backslashes are literal except before a quote or at the end, where they are doubled (a Windows
+    folder ``C:\\out\\``)."""
+    if all(c.isalnum() or c in "/._-:~+" for c in value):
+        return value
+    body = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body) + "'"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="upscale")

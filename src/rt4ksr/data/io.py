@@ -3,6 +3,7 @@ own depth, channels, alpha and orientation (``read_picture`` / ``write_picture``
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +46,57 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])  # OpenCV's BGR to RGB
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB; ``ImageReadError`` names the file when it cannot be decoded."""
-    path = Path(path)
+def _imread(path: Path, orientation: int = 1) -> tuple[np.ndarray, int]:
+    """The file's samples as ``cv2.imread(IMREAD_UNCHANGED)`` gives them (BGR[A] or gray, the stored depth), and
+    the EXIF ``orientation`` still to apply to them. OpenCV's TIFF decoder applies orientations 2-4 itself and
+    fails on 5-8, so an oriented TIFF is read upright by Pillow where Pillow keeps its depth; a file OpenCV
+    cannot decode at all is read by Pillow too. ``ImageReadError`` names a missing or undecodable file."""
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
+    if orientation != 1 and path.suffix.lower() in (".tif", ".tiff"):
+        img = _pillow_read(path, keep_depth=True)
+        if img is not None:
+            return img, 1
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is not None and img.size:
+        return img, orientation
+    img = _pillow_read(path, keep_depth=False)
     if img is None or img.size == 0:
         raise ImageReadError(f"cannot read image (unreadable, truncated or unsupported format): {path}")
-    return to_rgb8(img)
+    return img, 1
+
+
+def _pillow_read(path: Path, keep_depth: bool) -> np.ndarray | None:
+    """The file upright, read by Pillow, in OpenCV's channel order; None when Pillow cannot read it, or when
+    ``keep_depth`` and Pillow would round its samples to 8 bits (it has no 16-bit colour modes)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            bits = getattr(im, "tag_v2", {}).get(258, 8)
+            if max(bits if isinstance(bits, tuple) else (bits,)) > 8 and not im.mode.startswith("I;16"):
+                if keep_depth:
+                    return None
+                log.warning("%s: read with 8 bits per channel (OpenCV cannot decode it)", path.name)
+            im = ImageOps.exif_transpose(im)
+            if im.mode == "1":
+                im = im.convert("L")
+            elif im.mode in ("P", "PA"):
+                im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+            elif im.mode not in ("L", "LA", "RGB", "RGBA") and not im.mode.startswith("I;16"):
+                im = im.convert("RGB")
+            img = np.array(im)
+        img = img.astype(img.dtype.newbyteorder("="), copy=False)  # big-endian 16-bit TIFFs: native order
+    except Exception:  # not an image Pillow reads either
+        return None
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = np.ascontiguousarray(img[:, :, [2, 1, 0, 3][: img.shape[2]]])  # RGB[A] -> OpenCV's BGR[A]
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB; ``ImageReadError`` names the file when it cannot be decoded."""
+    return to_rgb8(_imread(Path(path))[0])
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> None:
@@ -129,22 +172,19 @@ def _to_depth(img: np.ndarray, path: Path) -> np.ndarray:
 def read_picture(path: str | Path) -> Picture:
     """An image with its depth (8 or 16 bits), gray or colour, alpha, and EXIF orientation applied."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps depth and alpha, ignores EXIF orientation
-    if img is None or img.size == 0:
-        raise ImageReadError(f"cannot read image (unreadable, truncated or unsupported format): {path}")
+    img, orientation = _imread(path, exif_orientation(path))
     img = _to_depth(img, path)
     if img.ndim == 2:
         img = img[:, :, None]
     alpha = None
     if img.shape[2] == 2:  # gray + alpha
         img, alpha = img[:, :, :1], img[:, :, 1]
+    elif img.shape[2] == 4 and (img[:, :, 0] == img[:, :, 1]).all() and (img[:, :, 1] == img[:, :, 2]).all():
+        img, alpha = img[:, :, :1], img[:, :, 3]  # OpenCV reads gray + alpha as BGRA with B = G = R
     elif img.shape[2] == 4:
         img, alpha = img[:, :, 2::-1], img[:, :, 3]  # BGRA -> RGB + alpha
     elif img.shape[2] == 3:
         img = img[:, :, ::-1]
-    orientation = exif_orientation(path)
     color = orient(img, orientation)
     alpha = orient(alpha, orientation) if alpha is not None else None
     return Picture(color, alpha)
@@ -163,7 +203,13 @@ def encode_picture(pic: Picture, suffix: str, quality: int = 95) -> bytes:
     if alpha is not None and suffix not in ALPHA_FORMATS:
         log.warning("%s has no alpha channel: the transparency is dropped (use ext=png to keep it)", suffix)
         alpha = None
-    if color.shape[2] == 1:  # OpenCV writes no 2-channel files: gray + alpha goes out as neutral RGBA
+    if color.shape[2] == 1 and alpha is not None and suffix == ".png" and color.dtype == np.uint8:
+        from PIL import Image
+
+        buffer = io.BytesIO()  # OpenCV writes no 2-channel files: Pillow writes gray + alpha
+        Image.fromarray(np.dstack([color[:, :, 0], alpha]), "LA").save(buffer, format="PNG")
+        return buffer.getvalue()
+    if color.shape[2] == 1:  # other formats and 16 bits: gray + alpha goes out as neutral RGBA
         img = color[:, :, 0] if alpha is None else np.dstack([color, color, color, alpha])
     else:
         img = color[:, :, ::-1] if alpha is None else np.dstack([color[:, :, ::-1], alpha])

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rt4ksr.errors import ConfigValueError
 from rt4ksr.extras import require
 from rt4ksr.files import atomic_path, write_bytes
 from rt4ksr.models.checkpoint import CONFIG_KEY, portable_state_dict
@@ -92,18 +93,30 @@ def export_safetensors(model: nn.Module, path: Path, fp16: bool = False) -> Path
     return path
 
 
+def static_shape(fmt: str, input_size: object, batch_size: object = 1) -> tuple[int, int] | None:
+    """``input_size`` as (height, width), checked: two positive integers, for ONNX only, with a positive batch;
+    a config value of another form (one number, a string, three sizes) is a ``ConfigValueError``."""
+    if input_size is None:
+        return None
+    if fmt != "onnx":
+        raise ConfigValueError(f"input_size (a static shape) applies to ONNX only, not {fmt}")
+    size = list(input_size) if isinstance(input_size, list | tuple) else [input_size]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ConfigValueError(f"input_size must be [height, width] of the LR input, two positive integers, got "
+                               f"{input_size}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigValueError(f"batch_size must be a positive integer, got {batch_size}")
+    return size[0], size[1]
+
+
 def export(model: nn.Module, fmt: str, path: Path, fp16: bool = False, input_size: tuple[int, int] | None = None,
            batch_size: int = 1) -> Path:
     """Write ``model`` (deploy form) as ``fmt``; ``input_size``/``batch_size`` make an ONNX graph static."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
-    if input_size is not None and fmt != "onnx":
-        raise ValueError(f"input_size (a static shape) applies to ONNX only, not {fmt}")
-    if input_size is not None and (len(input_size) != 2 or min(input_size) < 1 or batch_size < 1):
-        raise ValueError(f"input_size must be [height, width] of the LR input, got {list(input_size)}")
+        raise ConfigValueError(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
+    input_size = static_shape(fmt, input_size, batch_size)
     model = copy.deepcopy(model).eval().cpu()
     if fmt == "onnx":
-        return export_onnx(model, path, fp16, input_size=tuple(input_size) if input_size else None,
-                           batch_size=batch_size)
+        return export_onnx(model, path, fp16, input_size=input_size, batch_size=batch_size)
     fn = {"torchscript": export_torchscript, "safetensors": export_safetensors}[fmt]
     return fn(model, path, fp16)

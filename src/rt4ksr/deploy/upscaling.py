@@ -9,6 +9,7 @@ Every output is written atomically, so an interrupted run never leaves a truncat
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from rt4ksr.data.io import IMAGE_EXTENSIONS, Picture, read_picture, write_picture
 from rt4ksr.deploy.inference import Upscaler
-from rt4ksr.errors import ConfigValueError, InputNotFoundError, UserError
+from rt4ksr.errors import ConfigValueError, InputNotFoundError, UnsupportedInputError, UserError
 from rt4ksr.extras import require
-from rt4ksr.files import atomic_path, is_partial
+from rt4ksr.files import atomic_path, is_partial, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,6 @@ AUDIO_ENCODERS = {"opus": ("libopus", "opus"), "vorbis": ("libvorbis", "vorbis")
 ALPHA_MODES = ("model", "bicubic")
 
 
-class UnsupportedInputError(UserError, ValueError):
-    """The input's format or codec cannot be read."""
-
-
 @dataclass
 class OutputOptions:
     """How outputs are made and named; the names follow Real-ESRGAN's command line where it has one.
@@ -46,6 +44,7 @@ class OutputOptions:
     ``outscale``: the final size relative to the input (None: the model's scale), reached by a Lanczos
     (enlarging) or area (shrinking) resize of the model's output. ``suffix``: appended to each output's
     stem. ``ext``: the image format (``auto`` keeps the input's). ``alpha``: ``model`` or ``bicubic``.
+    ``crf``: video quality, lower is better (x264/x265/VP9 constant rate factor; mpeg4 gets quantiser crf/6).
     """
 
     outscale: float | None = None
@@ -149,13 +148,26 @@ def upscale_image(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None
 
 
 def image_name(src: Path, opts: OutputOptions) -> str:
-    """The output file name for an input image: stem + suffix + the chosen extension."""
-    ext = src.suffix.lower() if opts.ext == "auto" else f".{opts.ext}"
+    """The output file name for an input image: stem + suffix + the chosen extension (``auto``: the input's,
+    in its case)."""
+    ext = src.suffix if opts.ext == "auto" else f".{opts.ext}"
     return f"{src.stem}{opts.suffix}{ext}"
 
 
+def video_suffix(opts: OutputOptions, scale: int) -> str:
+    """What a video output's stem gets: a video is never upscaled under its own name."""
+    return opts.suffix or f"_x{scale}"
+
+
 def video_name(src: Path, opts: OutputOptions, scale: int) -> str:
-    return f"{src.stem}{opts.suffix or f'_x{scale}'}{src.suffix}"
+    return f"{src.stem}{video_suffix(opts, scale)}{src.suffix}"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (links and case-insensitive file systems included)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 # --- folders ------------------------------------------------------------------------------------------------
@@ -168,25 +180,31 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
     listed in the report and the rest goes on."""
     opts = opts or OutputOptions()
     report = Report()
-    dst_resolved = dst.resolve()
+    src_resolved, dst_resolved = src.resolve(), dst.resolve()
+    in_place = dst_resolved == src_resolved
+    nested = not in_place and dst_resolved.is_relative_to(src_resolved)  # outputs below the input: not inputs
     files = sorted(p for p in src.rglob("*") if p.is_file() and not is_partial(p)
-                   and not p.resolve().is_relative_to(dst_resolved))  # an output folder inside the input
+                   and not (nested and p.resolve().is_relative_to(dst_resolved)))
     todo: list[tuple[Path, Path, bool]] = []
     for p in files:
         ext = p.suffix.lower()
-        if ext in IMAGE_EXTENSIONS:
-            todo.append((p, dst / p.relative_to(src).parent / image_name(p, opts), False))
-        elif ext in VIDEO_EXTENSIONS:
-            todo.append((p, dst / p.relative_to(src).parent / video_name(p, opts, up.scale), True))
-        else:
+        is_video = ext in VIDEO_EXTENSIONS
+        if ext not in IMAGE_EXTENSIONS and not is_video:
             log.info("not an image or a video, skipped: %s", p)
+            continue
+        suffix = video_suffix(opts, up.scale) if is_video else opts.suffix
+        if in_place and suffix and p.stem.endswith(suffix):
+            log.info("an output of an earlier run (its name ends with %s), skipped: %s", suffix, p)
+            continue
+        name = video_name(p, opts, up.scale) if is_video else image_name(p, opts)
+        todo.append((p, dst / p.relative_to(src).parent / name, is_video))
+    inputs = {p.resolve() for p, _, _ in todo}
     for p, o, _ in todo:
-        if p.resolve() == o.resolve():
-            raise ConfigValueError(f"the output {o} would overwrite its input: give another output folder or "
-                                   "a suffix (suffix=_x2)")
+        if o.resolve() in inputs or _same_file(p, o):
+            raise ConfigValueError(f"the output {o} would overwrite an input: give another output folder or a "
+                                   "suffix (suffix=_x2)")
     if dst.is_dir():
-        for stale in (q for q in dst.rglob(".*.partial-*") if is_partial(q)):  # left by a killed run
-            stale.unlink(missing_ok=True)
+        remove_stale_partials(dst)
     if not opts.overwrite:
         report.kept = [o for _, o, _ in todo if o.exists()]
         if report.kept:
@@ -199,6 +217,10 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
             else:
                 upscale_image(up, p, o, opts)
             report.written.append(o)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            log.warning("failed: %s: out of GPU memory", p)
+            report.failed.append(f"{p}: out of GPU memory: tile=512 (or smaller) upscales it in tiles")
         except (UserError, OSError, ValueError) as e:  # this file's problem: list it, go on with the rest
             log.warning("failed: %s", e)
             report.failed.append(f"{p}: {e}")
@@ -230,6 +252,28 @@ def _audio_plan(av: object, out: object, ain: object) -> tuple[str, str | None]:
                                 f"has no {target} encoder: choose another output container (.mkv takes any)")
 
 
+def _audio_rate(av: object, encoder: str, rate: int | None) -> int:
+    """The source's sample rate when the encoder takes it, else 48 kHz (Opus takes no 44.1 kHz); the encoder
+    resamples the frames it is given to its stream's rate."""
+    rates = av.codec.Codec(encoder, "w").audio_rates
+    if not rates or (rate and rate in rates):
+        return rate or 48000
+    return 48000 if 48000 in rates else max(rates)
+
+
+def video_options(codec: str, crf: int) -> dict[str, str]:
+    """The encoder options that give quality ``crf`` (lower is better): crf for x264/x265, crf with no bitrate
+    cap for VP9 (its constant-quality mode), a fixed quantiser for mpeg4, which has no crf."""
+    if codec in ("libx264", "libx265"):
+        return {"crf": str(crf), "preset": "medium"}
+    if codec == "libvpx-vp9":
+        return {"crf": str(crf), "b:v": "0"}
+    if codec == "mpeg4":
+        q = str(min(31, max(1, round(crf / 6))))
+        return {"qmin": q, "qmax": q}
+    return {}
+
+
 def upscale_video(up: Upscaler, src: Path, dst: Path, batch_size: int = 4, opts: OutputOptions | None = None,
                   progress: bool = True) -> int:
     """Decode, upscale in batches, encode; the frame rate is kept and the audio copied (or re-encoded to the
@@ -252,6 +296,8 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, batch_size: int = 4, opts:
             raise UnsupportedInputError(f"{src}: unsupported video codec ({e})") from e
         with atomic_path(dst) as tmp:
             frames = _transcode(av, up, inp, vin, tmp, dst, batch_size, opts, progress)
+    except av.error.FFmpegError as e:  # a stream FFmpeg cannot decode, convert or encode: one line
+        raise UnsupportedInputError(f"{src}: {e}") from e
     finally:
         inp.close()
     return frames
@@ -271,15 +317,14 @@ def _transcode(av: object, up: Upscaler, inp: object, vin: object, tmp: Path, ds
         h, w = output_size((vin.height, vin.width), up.scale, opts.outscale)
         vout.width, vout.height = w + w % 2, h + h % 2
         vout.pix_fmt = "yuv420p"
-        if codec in ("libx264", "libx265"):
-            vout.options = {"crf": str(opts.crf), "preset": "medium"}
+        vout.options = video_options(codec, opts.crf)
         plan, aout = ("none", None), None
         if ain is not None:
             plan = _audio_plan(av, out, ain)
             if plan[0] == "copy":
                 aout = out.add_stream_from_template(ain)
             else:
-                aout = out.add_stream(plan[1], rate=ain.codec_context.sample_rate or 48000)
+                aout = out.add_stream(plan[1], rate=_audio_rate(av, plan[1], ain.codec_context.sample_rate))
                 log.info("audio: %s cannot go into %s; re-encoded with %s", ain.codec_context.name, dst.suffix,
                          plan[1])
         frames = _pipeline(up, inp, vin, ain, out, vout, aout, plan[0], (h, w), batch_size, progress, dst.name)
@@ -295,12 +340,15 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
     decoded: queue.Queue = queue.Queue(maxsize=8)
     encoded: queue.Queue = queue.Queue(maxsize=8)
     errors: list[BaseException] = []
+    stop = threading.Event()  # set by the main thread when it ends: the decoder stops reading
 
     def decode() -> None:
         try:
             batch: list[np.ndarray] = []
             streams = [s for s in (vin, ain) if s is not None]
             for packet in inp.demux(*streams):
+                if stop.is_set():
+                    return
                 if packet.stream is ain:
                     if audio == "copy" and packet.dts is not None:
                         decoded.put(("audio", packet))
@@ -350,9 +398,14 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
     for t in threads:
         t.start()
     frames = 0
+    decoder_done = False
     bar = tqdm(total=vin.frames or None, desc=f"upscale {name}", unit="frame", disable=not progress)
     try:
-        while (item := decoded.get()) is not None:
+        while not errors:  # a failed decoder or encoder ends the run: no use upscaling the rest
+            item = decoded.get()
+            if item is None:
+                decoder_done = True
+                break
             kind, payload = item
             if kind == "video":
                 payload = up(payload)
@@ -360,6 +413,9 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
                 bar.update(len(payload))
             encoded.put((kind, payload))
     finally:
+        stop.set()
+        while not decoder_done:  # unblock the decoder's put until it has said it ended
+            decoder_done = decoded.get() is None
         encoded.put(None)
         for t in threads:
             t.join()
@@ -388,7 +444,13 @@ def upscale_path(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None 
                                     f"{', '.join(IMAGE_EXTENSIONS)}; videos {', '.join(VIDEO_EXTENSIONS)}")
     as_folder = dst.is_dir() or not dst.suffix
     target = dst / (video_name(src, opts, up.scale) if is_video else image_name(src, opts)) if as_folder else dst
-    if target.resolve() == src.resolve():
+    if not as_folder:
+        valid = VIDEO_EXTENSIONS if is_video else IMAGE_EXTENSIONS
+        if target.suffix.lower() not in valid:
+            kind = "a video" if is_video else "an image"
+            raise ConfigValueError(f"output {target}: {kind} is written as {', '.join(valid)}, not "
+                                   f"{target.suffix!r}")
+    if _same_file(target, src):
         raise ConfigValueError(f"the output {target} would overwrite the input: give another output or a suffix")
     report = Report()
     if target.exists() and not opts.overwrite:

@@ -155,10 +155,12 @@ def _fitting_setting(state: Mapping[str, Tensor], config: Mapping) -> str:
     if "head.0.weight" in state and "upsample.0.weight" in state and config:
         channels = config.get("num_channels", 3)
         up = round((state["upsample.0.weight"].shape[0] / channels) ** 0.5)
-        scale = up / config.get("downscaling", 2)
+        downscaling = config.get("downscaling", 2)
+        scale = up / downscaling
         if scale != config.get("scale") and scale == int(scale):
             scale = int(scale)
-            hints.append(f"model=rt4ksr_x{scale}" if scale in (2, 3) else f"model.scale={scale}")
+            family = {2: "rt4ksr", 1: "rtsrn_base"}.get(downscaling)  # the presets of configs/model, x2 to x4
+            hints.append(f"model={family}_x{scale}" if family and scale in (2, 3, 4) else f"model.scale={scale}")
         c = state["head.0.weight"].shape[0]
         if c != config.get("feature_channels"):
             hints.append(f"model.feature_channels={c}")

@@ -2,8 +2,9 @@
 
 Each run's final state (``metrics.json``) gives the quality; the speed is measured again here, for every run's
 deploy weights in one process, interleaved (A B C A B C ...), so that the machine's drift and noise fall on all
-of them alike. Designs whose median times differ by less than their spread are marked as ties. Points are
-labelled by the override values that differ between runs only, and the quality-speed Pareto front is drawn.
+of them alike. A design whose median time is within the interquartile range of the fastest design of its group
+shares that design's rank (see ``rank_with_ties``). Points are labelled by the override values that differ
+between runs only, and the quality-speed Pareto front is drawn.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 from torch import nn
 
 from rt4ksr.deploy.timing import measure_ms, uhd_input
+from rt4ksr.errors import ConfigValueError
 from rt4ksr.extras import require
 from rt4ksr.files import write_bytes, write_text
 
@@ -89,6 +91,8 @@ def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, 
     """Median, quartiles and spread (interquartile range) in ms of every model, timed in turns: each round times
     each model once, in a rotating order, so that slow phases of a shared machine hit every model alike. On
     CUDA: fp16, channels_last, 4K output; on the CPU: fp32 at ``size`` (default ``CPU_SIZE``)."""
+    if rounds < 1:
+        raise ConfigValueError(f"rounds must be at least 1 (each round times every model once), got {rounds}")
     cuda = device.type == "cuda"
     dtype = torch.float16 if cuda else torch.float32
     prepared = {}
@@ -108,7 +112,7 @@ def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, 
             times[name] += measure_ms(lambda m=m, x=x: m(x), device, 0, 1)
     out = {}
     for name, t in times.items():
-        q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0]] * 3
+        q = statistics.quantiles(t, n=4, method="inclusive") if len(t) > 1 else [t[0]] * 3
         h, w = prepared[name][1].shape[-2:]
         out[name] = {"ms": statistics.median(t), "p25": q[0], "p75": q[2], "spread": q[2] - q[0],
                      "fps": 1000.0 / statistics.median(t), "height": int(h), "width": int(w)}
@@ -116,19 +120,19 @@ def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, 
 
 
 def rank_with_ties(timings: dict[str, dict[str, float]]) -> dict[str, str]:
-    """Speed ranks, fastest first; a model whose median is within the larger spread of the model ranked just
-    before it shares that rank (written ``2=``): the measurement cannot order them."""
+    """Speed ranks, fastest first. A model whose median exceeds that of the fastest model of the current tie group
+    by at most the larger of their two spreads (interquartile ranges) shares its rank (written ``2=``): the
+    measurement cannot order them. Each model is compared with the group's first, so ties do not chain: A ~ B
+    and B ~ C leave C on its own rank when C is clearly slower than A."""
     order = sorted(timings, key=lambda n: timings[n]["ms"])
     ranks: dict[str, str] = {}
-    rank = 0
+    first = ""  # the fastest model of the current tie group
     for i, name in enumerate(order):
-        if i and timings[name]["ms"] - timings[order[i - 1]]["ms"] <= max(timings[name]["spread"],
-                                                                         timings[order[i - 1]]["spread"]):
-            ranks[name] = ranks[order[i - 1]].rstrip("=") + "="
-            ranks[order[i - 1]] = ranks[order[i - 1]].rstrip("=") + "="
+        t, f = timings[name], timings.get(first)
+        if f is not None and t["ms"] - f["ms"] <= max(t["spread"], f["spread"]):
+            ranks[first] = ranks[name] = ranks[first].rstrip("=") + "="
         else:
-            rank = i + 1
-            ranks[name] = str(rank)
+            first, ranks[name] = name, str(i + 1)
     return ranks
 
 
@@ -142,8 +146,9 @@ def markdown(runs: list[Run], device: str) -> str:
     sets = sorted({s for r in runs for s in r.metrics.get("benchmarks", {})})
     head = ["run", "label", "params (deploy)", "GMACs (4K out)", *[f"{s} PSNR / SSIM" for s in sets],
             "mean PSNR", "ms (median, IQR)", "FPS", "speed rank", "steps", "health"]
-    lines = [f"Speed: every deploy model re-timed in one process, interleaved, {device}; `=` marks ranks whose "
-             "medians differ by less than their interquartile range.", "",
+    lines = [f"Speed: every deploy model re-timed in one process, interleaved, {device}; `=` marks a design whose "
+             "median exceeds that of the fastest design sharing its rank by at most the larger of their two "
+             "interquartile ranges.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         m, t = r.metrics, r.timing
