@@ -81,7 +81,8 @@ def user_command(fn: F) -> F:
             print(f"error: {key} is required: add {key}=... to the command", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         except InstantiationException as e:  # a config value that the target class rejects
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            said = e.__cause__ if isinstance(e.__cause__, UserError) else e  # its own words, when it has them
+            print(f"error: {_one_line(said)}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
 
     return wrapper  # type: ignore[return-value]

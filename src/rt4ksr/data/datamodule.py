@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from rt4ksr.data.crops import HRCrops, HRImage, PackedImages, require_folder, scan_folder, scan_images
 from rt4ksr.data.degradation import MatlabBicubic
+from rt4ksr.data.realworld import SeededDegradation
 from rt4ksr.data.testsets import BenchmarkDataset
 from rt4ksr.errors import ConfigValueError
 
@@ -88,6 +89,7 @@ class SRDataModule(L.LightningDataModule):
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_dataset: HRCrops | None = None
         self.skipped = 0  # unreadable training images met so far (summed over batches)
+        self._draw_step, self._draws = -1, 0  # which step the last degraded batch was, and how many it had
 
     @property
     def hr_crop(self) -> int:
@@ -173,12 +175,29 @@ class SRDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     @torch.no_grad()
-    def make_pairs(self, hr_u8: Tensor) -> dict[str, Tensor]:
-        """uint8 HR crops on any device -> augmented float HR and its degraded LR, in [0, 1]."""
+    def make_pairs(self, hr_u8: Tensor, seed: int | None = None) -> dict[str, Tensor]:
+        """uint8 HR crops on any device -> augmented float HR and its degraded LR, in [0, 1]. ``seed`` fixes the
+        draws of a random degradation (without one, it draws from torch's global generator)."""
         hr = hr_u8.float().div_(255.0)
         if self.augment:
             hr = random_dihedral(hr)
-        return {"lr": self.degradation(hr).contiguous(), "hr": hr}
+        if isinstance(self.degradation, SeededDegradation):
+            lr = self.degradation(hr, seed=seed)
+        else:
+            lr = self.degradation(hr)
+        return {"lr": lr.contiguous(), "hr": hr}
+
+    def batch_seed(self) -> int | None:
+        """The seed of a random degradation for the batch being made: from the training seed, the rank, the global
+        step and the batch's place in that step (gradient accumulation makes several), so a resumed run draws
+        what the first one drew at that step. None outside a trainer, or for a degradation with no draws."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not isinstance(self.degradation, SeededDegradation):
+            return None
+        step = trainer.global_step
+        self._draws = self._draws + 1 if step == self._draw_step else 0
+        self._draw_step = step
+        return self.degradation.batch_seed(trainer.global_rank, step, self._draws)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, Mapping) and "skipped" in batch:  # counted on the host: no device sync per step
@@ -188,5 +207,5 @@ class SRDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, Mapping) and "hr" in batch and "lr" not in batch:  # a training batch of crops
-            return self.make_pairs(batch["hr"])
+            return self.make_pairs(batch["hr"], seed=self.batch_seed())
         return batch

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from rt4ksr.data.degradation import imresize, mod_crop
+from rt4ksr.data.degraded_sets import DegradedSet, degraded_lr
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
 from rt4ksr.errors import ConfigValueError, InputNotFoundError
 
@@ -30,20 +31,23 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(mod_crop(t, scale), 1.0 / scale).numpy().transpose(1, 2, 0)
 
 
-def _make_one(job: tuple[str, str, int]) -> str | None:
-    hr_path, out_path, scale = job
+def _make_one(job: tuple[str, str, int, DegradedSet | None]) -> str | None:
+    hr_path, out_path, scale, recipe = job
     torch.set_num_threads(1)
     try:
-        write_image(out_path, bicubic_lr(read_image(hr_path), scale))
+        hr = read_image(hr_path)
+        lr = bicubic_lr(hr, scale) if recipe is None else degraded_lr(hr, scale, recipe, Path(hr_path).stem)
+        write_image(out_path, lr)
     except (ImageReadError, OSError) as e:
         return str(e)
     return None
 
 
 def make_lr_files(pairs: Sequence[tuple[Path, Path]], scale: int, workers: int = 0, progress: bool = True,
-                  desc: str = "LR") -> list[str]:
-    """Write LR images for (hr, out) pairs in parallel; returns the errors of files that failed."""
-    jobs = [(str(h), str(o), scale) for h, o in pairs]
+                  desc: str = "LR", recipe: DegradedSet | None = None) -> list[str]:
+    """Write LR images for (hr, out) pairs in parallel, MATLAB bicubic or a degraded set's ``recipe``; returns
+    the errors of files that failed."""
+    jobs = [(str(h), str(o), scale, recipe) for h, o in pairs]
     workers = workers or min(8, os.cpu_count() or 1)
     errors: list[str] = []
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="img")
@@ -82,8 +86,9 @@ def file_digest(path: Path) -> str:
 
 
 def cached_lr(hr_files: Sequence[Path], cache_dir: str | Path, set_name: str, scale: int,
-              progress: bool = True) -> dict[Path, Path]:
-    """LR files for HR files, generated into ``cache_dir/<set>/x<scale>/<stem>-<hash>.png`` when missing.
+              progress: bool = True, recipe: DegradedSet | None = None) -> dict[Path, Path]:
+    """LR files for HR files, generated into ``cache_dir/<set>/x<scale>/<stem>-<hash>.png`` when missing: MATLAB
+    bicubic, or a degraded set's ``recipe`` (``set_name`` is then the degraded set's name).
 
     The hash of the HR file is part of the name, so a changed HR image gets a new LR image.
     """
@@ -92,7 +97,7 @@ def cached_lr(hr_files: Sequence[Path], cache_dir: str | Path, set_name: str, sc
     todo = [(h, lr) for h, lr in mapping.items() if not lr.exists()]
     if todo:
         log.info("generating %d x%d LR images for %s into %s", len(todo), scale, set_name, folder)
-        errors = make_lr_files(todo, scale, progress=progress, desc=f"{set_name} x{scale} LR")
+        errors = make_lr_files(todo, scale, progress=progress, desc=f"{set_name} x{scale} LR", recipe=recipe)
         if errors:
             raise ImageReadError("; ".join(errors))
     return mapping

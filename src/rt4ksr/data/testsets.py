@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rt4ksr.data.degraded_sets import parse_degraded
 from rt4ksr.data.io import ImageReadError, list_images, read_image
 from rt4ksr.data.lr_files import cached_lr
 from rt4ksr.errors import ConfigValueError, InputNotFoundError, UserError
@@ -24,7 +25,9 @@ class BenchmarkDataset(Dataset):
     """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W).
 
     The set is ``<testsets_dir>/<name>/test/HR`` with its ``LR_bicubic_x<scale>`` folder, or, with
-    ``hr_files``, any list of HR images whose LR images are generated into ``lr_cache_dir``.
+    ``hr_files``, any list of HR images whose LR images are generated into ``lr_cache_dir``. A name that is no
+    folder there is read as a degraded set (``set14_bicubic_n5_q75``, see ``rt4ksr.data.degraded_sets``): the
+    base set's HR images, and LR images generated once into ``lr_cache_dir`` by the recipe the name spells.
     """
 
     def __init__(self, testsets_dir: str | Path | None, name: str, scale: int,
@@ -37,6 +40,9 @@ class BenchmarkDataset(Dataset):
             self.hr_files = [Path(p) for p in hr_files]
             lr_of = cached_lr(self.hr_files, lr_cache_dir, name, scale, progress=progress)
             self.lr_files = [lr_of[hr] for hr in self.hr_files]
+            return
+        if not (Path(testsets_dir) / name).exists() and "_" in name:
+            self._degraded(Path(testsets_dir), name, scale, lr_cache_dir, progress)
             return
         base = Path(testsets_dir) / name / "test"
         self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
@@ -56,6 +62,21 @@ class BenchmarkDataset(Dataset):
         else:
             raise MissingLRError(f"benchmark {name!r}: no LR folder {self.lr_dir} for x{scale} "
                                  "(give lr_cache_dir to generate it)")
+
+    def _degraded(self, testsets_dir: Path, name: str, scale: int, lr_cache_dir: str | Path | None,
+                  progress: bool) -> None:
+        recipe = parse_degraded(name)
+        self.hr_dir = testsets_dir / recipe.base / "test" / "HR"
+        if not self.hr_dir.is_dir():
+            raise InputNotFoundError(f"benchmark {name!r}: no HR folder of its base set {recipe.base!r} at "
+                                     f"{self.hr_dir} (expected layout: {LAYOUT})")
+        self.hr_files = list_images(self.hr_dir)
+        if not self.hr_files:
+            raise InputNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
+        if lr_cache_dir is None:
+            raise MissingLRError(f"benchmark {name!r}: a degraded set needs lr_cache_dir to generate its LR into")
+        lr_of = cached_lr(self.hr_files, lr_cache_dir, recipe.canonical, scale, progress=progress, recipe=recipe)
+        self.lr_files = [lr_of[hr] for hr in self.hr_files]
 
     def __len__(self) -> int:
         return len(self.hr_files)

@@ -53,7 +53,8 @@ def evaluate_benchmarks(model: nn.Module, testsets_dir: str | Path, names: Itera
 
 def format_table(results: dict[str, dict[str, float | int]], scale: int) -> str:
     """A plain-text table of Y-PSNR / Y-SSIM per set."""
-    lines = [f"{'set':<10} {'scale':>5} {'n':>4} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8}"]
+    w = max([10, *(len(name) for name in results)])  # degraded sets have long names
+    lines = [f"{'set':<{w}} {'scale':>5} {'n':>4} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8}"]
     for name, r in results.items():
-        lines.append(f"{name:<10} {'x' + str(scale):>5} {r['n']:>4} {r['psnr_y']:>12.4f} {r['ssim_y']:>8.4f}")
+        lines.append(f"{name:<{w}} {'x' + str(scale):>5} {r['n']:>4} {r['psnr_y']:>12.4f} {r['ssim_y']:>8.4f}")
     return "\n".join(lines)
