@@ -87,3 +87,23 @@ def test_eval_accepts_a_fused_state_dict(tmp_path, testsets_dir):
     cfg = compose("eval", [f"ckpt_path={tmp_path / 'fused.pth'}", f"paths.data_dir={DATA_DIR}",
                            "data.benchmarks=[set5]", "progress=false"])
     assert rt_eval.run(cfg)["set5"]["psnr_y"] == pytest.approx(36.14, abs=0.01)
+
+
+def test_version_and_a_misspelt_command(capsys):
+    from rt4ksr import __version__
+    from rt4ksr.cli import main
+
+    for flag in ("--version", "-V"):
+        with pytest.raises(SystemExit) as e:
+            main([flag])
+        assert e.value.code == 0 and capsys.readouterr().out.strip() == f"rt4ksr {__version__}"
+    with pytest.raises(SystemExit) as e:
+        main(["upscal"])
+    assert str(e.value.code).startswith("error: unknown command 'upscal' (did you mean 'upscale'?)")
+
+
+def test_upscale_help_lists_the_realesrgan_flags():
+    proc = run_module("rt4ksr.upscale", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--model_path", "-s, --outscale", "--tile_pad", "--fp32", "--alpha_upsampler", "-g, --gpu-id"):
+        assert flag in proc.stdout

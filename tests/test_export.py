@@ -128,7 +128,10 @@ def test_onnx_convention_static_shape_and_fp16(tmp_path, deploy):
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["scale"] == str(deploy.scale) and meta["precision"] == "fp16"
-    assert all(meta[k] == v for k, v in ONNX_CONVENTION.items()) and "RGB" in proto.doc_string
+    assert all(meta[k] == v for k, v in ONNX_CONVENTION.items() if k != "axes") and "RGB" in proto.doc_string
+    s = deploy.scale
+    assert meta["axes"].startswith(f"static: lr (2, 3, 24, 40) -> sr (2, 3, {24 * s}, {40 * s})")
+    assert meta["axes"] in proto.doc_string and "dynamic" not in proto.doc_string
     (inp,), (out,) = proto.graph.input, proto.graph.output
     dims = [[d.dim_value for d in t.type.tensor_type.shape.dim] for t in (inp, out)]
     assert (inp.name, out.name) == ("lr", "sr")
@@ -139,6 +142,38 @@ def test_onnx_convention_static_shape_and_fp16(tmp_path, deploy):
     with torch.no_grad():
         assert np.abs(got.astype(np.float32) - deploy(x).numpy()).max() <= 2e-2
     dynamic = onnx.load(str(export(deploy, "onnx", tmp_path / "d.onnx")))
+    assert {p.key: p.value for p in dynamic.metadata_props}["axes"] == ONNX_CONVENTION["axes"]
     assert [d.dim_param for d in dynamic.graph.input[0].type.tensor_type.shape.dim] == ["batch", "", "height", "width"]
     with pytest.raises(ValueError, match="ONNX only"):
         export(deploy, "torchscript", tmp_path / "x.pt", input_size=(24, 40))
+
+
+def test_exports_given_as_weights_are_named(tmp_path, deploy):
+    """An ONNX or TorchScript export holds a graph, not weights: ckpt_path says so (without torch's warning),
+    whatever the file is called."""
+    import warnings
+
+    from rt4ksr.models.checkpoint import CheckpointMismatchError
+
+    export(deploy, "onnx", tmp_path / "m.onnx")
+    export(deploy, "torchscript", tmp_path / "m.pt")
+    (tmp_path / "renamed.bin").write_bytes((tmp_path / "m.onnx").read_bytes())
+    for name, kind in (("m.onnx", "an ONNX export"), ("renamed.bin", "an ONNX export"), ("m.pt", "a TorchScript")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(CheckpointMismatchError, match=f"{kind}.*give the .pth, .ckpt or .safetensors"):
+                build_model(None, tmp_path / name)
+
+
+def test_export_writes_into_the_current_folder_by_default(tmp_path):
+    """The checkpoint's folder may be read-only (a shared folder): the default output is the current folder."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "work").mkdir()
+    ckpt = tmp_path / "shared" / "w.pth"
+    model = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
+    torch.save({"state_dict": model.state_dict(), "config": model.config}, ckpt)
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.export", f"ckpt_path={ckpt}", "format=safetensors"],
+                          capture_output=True, text=True, cwd=tmp_path / "work", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["w.safetensors"]
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["w.pth"]

@@ -99,12 +99,14 @@ def make_video(path, frames=7, size=(33, 47), rate=12, audio=True, audio_rate=16
 
 
 @pytest.mark.parametrize("scale,audio", [(2, True), (3, False)])
-def test_video_keeps_rate_frames_and_audio(tmp_path, scale, audio):
+def test_video_keeps_rate_frames_and_audio(tmp_path, scale, audio, caplog):
     import av
 
     make_video(tmp_path / "in.mp4", size=(33, 47), audio=audio)
     up = Upscaler(tiny_model(scale), torch.device("cpu"))
-    upscale_path(up, tmp_path / "in.mp4", tmp_path / "out.mp4", batch_size=3, progress=False)
+    with caplog.at_level("INFO"):
+        upscale_path(up, tmp_path / "in.mp4", tmp_path / "out.mp4", batch_size=3, progress=False)
+    assert ("audio: aac copied" in caplog.text) == audio
     with av.open(str(tmp_path / "in.mp4")) as a, av.open(str(tmp_path / "out.mp4")) as b:
         vin, vout = a.streams.video[0], b.streams.video[0]
         assert vout.average_rate == vin.average_rate
@@ -275,6 +277,7 @@ def test_webm_output_reencodes_aac_audio(tmp_path, caplog, audio_rate):
     with caplog.at_level("INFO"):
         report = upscale_path(up, tmp_path / "in.mp4", tmp_path / "clip.webm", progress=False)
     assert "re-encoded with libopus" in caplog.text
+    assert ("resampled from 44100 to 48000 Hz" in caplog.text) == (audio_rate == 44100)
     with av.open(str(report.written[0])) as c:
         assert c.streams.video[0].codec_context.name == "vp9"
         assert c.streams.audio[0].codec_context.name == "opus"
@@ -312,7 +315,8 @@ def test_automatic_cpu_tiles_change_nothing():
 
 def test_a_folder_upscaled_in_place(tmp_path, up2):
     """The output folder may be the input folder with a suffix: earlier outputs (names ending with the suffix) are
-    not inputs. Without a suffix the outputs would overwrite the inputs: one clear error."""
+    not inputs. Without a suffix it is refused, whatever the formats (a .jpg input with a .png output too, which
+    would be an input on the next run)."""
     write(tmp_path / "a.png", 10, 12)
     write(tmp_path / "sub" / "b.png", 9, 8, seed=1)
     opts = OutputOptions(suffix="_up")
@@ -321,8 +325,12 @@ def test_a_folder_upscaled_in_place(tmp_path, up2):
     again = upscale_path(up2, tmp_path, tmp_path, OutputOptions(suffix="_up", overwrite=True), progress=False)
     assert sorted(p.name for p in again.written) == ["a_up.png", "b_up.png"]  # a_up.png is no input
     assert not list(tmp_path.rglob("*_up_up*"))
-    with pytest.raises(ConfigValueError, match="would overwrite an input"):
+    with pytest.raises(ConfigValueError, match=r"is the input folder .*suffix=_x2"):
         upscale_path(up2, tmp_path, tmp_path, progress=False)
+    write(tmp_path / "jp" / "p.jpg", 8, 8)
+    with pytest.raises(ConfigValueError, match="suffix=_x2"):
+        upscale_path(up2, tmp_path / "jp", tmp_path / "jp", progress=False)
+    assert [p.name for p in (tmp_path / "jp").iterdir()] == ["p.jpg"]
     parent = upscale_path(up2, tmp_path / "sub", tmp_path, OutputOptions(suffix="_p"), progress=False)
     assert sorted(p.name for p in parent.written) == ["b_p.png", "b_up_p.png"]  # the output folder holds the input
     nested = upscale_path(up2, tmp_path / "sub", tmp_path / "sub" / "out", progress=False)  # outputs inside
@@ -474,3 +482,120 @@ def test_out_of_gpu_memory_fails_one_file_and_suggests_tiles(tmp_path, up2, monk
     report = upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
     assert [p.name for p in report.written] == ["b.png"]
     assert len(report.failed) == 1 and "a.png" in report.failed[0] and "tile=512" in report.failed[0]
+
+
+# --- mistakes found on first use: truncated files, names, options ------------------------------------------------
+
+
+def test_truncated_images_are_refused(tmp_path, up2):
+    """A JPEG or PNG cut in half decodes with gray rows and only a decoder warning: it is refused, alone or in a
+    folder; data after the end marker (padding, a motion photo's video) is no truncation."""
+    from rt4ksr.data.io import ImageReadError, is_truncated
+
+    for name in ("a.jpg", "b.png"):
+        write(tmp_path / "full" / name, 40, 48, seed=3)
+        data = (tmp_path / "full" / name).read_bytes()
+        (tmp_path / "cut").mkdir(exist_ok=True)
+        (tmp_path / "cut" / name).write_bytes(data[: len(data) // 2])
+        (tmp_path / "full" / f"padded_{name}").write_bytes(data + b"\0" * 64 + b"ftypmp42" + bytes(300))
+        with pytest.raises(ImageReadError, match=r"cannot read image .*\(truncated"):
+            upscale_path(up2, tmp_path / "cut" / name, tmp_path / "o.png", progress=False)
+    assert not any(is_truncated(p) for p in (tmp_path / "full").iterdir())
+    assert len(upscale_path(up2, tmp_path / "full", tmp_path / "full_out", progress=False).written) == 4
+    report = upscale_path(up2, tmp_path / "cut", tmp_path / "out", progress=False)
+    assert not report.written and len(report.failed) == 2 and all("truncated" in f for f in report.failed)
+
+
+def test_a_single_file_is_replaced_and_ext_must_agree(tmp_path, up2):
+    """The user named the file: a second run with other options writes it again (only folder runs resume). An
+    explicit ext that contradicts the output's suffix is refused, before any work."""
+    write(tmp_path / "a.png", 10, 12)
+    upscale_path(up2, tmp_path / "a.png", tmp_path / "o.png", progress=False)
+    report = upscale_path(up2, tmp_path / "a.png", tmp_path / "o.png", OutputOptions(outscale=3), progress=False)
+    assert report.written and read_image(tmp_path / "o.png").shape == (30, 36, 3)
+    for ext in ("webp", "auto"):
+        with pytest.raises(ConfigValueError, match=f"ext={ext} contradicts output o.jpg"):
+            upscale_path(up2, tmp_path / "a.png", tmp_path / "o.jpg", OutputOptions(ext=ext), progress=False)
+    assert not (tmp_path / "o.jpg").exists()
+    upscale_path(up2, tmp_path / "a.png", tmp_path / "o.jpeg", OutputOptions(ext="jpg"), progress=False)
+    assert read_image(tmp_path / "o.jpeg").shape == (20, 24, 3)
+
+
+def test_output_options_are_checked_before_any_work(tmp_path):
+    from rt4ksr.config import int_option
+
+    bad = [dict(quality=500), dict(quality="high"), dict(crf=70), dict(crf=-1), dict(outscale="abc"),
+           dict(outscale=0), dict(overwrite="yes"), dict(suffix="/../../esc"), dict(suffix="a/b"),
+           dict(suffix="a\\b"), dict(suffix="a\0b")]
+    for kwargs in bad:
+        with pytest.raises(ConfigValueError, match=next(iter(kwargs))):
+            OutputOptions(**kwargs)
+    with pytest.raises(ConfigValueError, match=r"crf must be from 0 to 51 for \.mp4"):
+        OutputOptions(crf=60).check_video(".mp4")
+    OutputOptions(crf=60).check_video(".webm")  # VP9 takes up to 63
+    for tile, tile_pad in (("abc", 16), (64.5, 16), (-1, 16), (64, "abc"), (64, -2)):
+        with pytest.raises(ConfigValueError, match="tile"):
+            Upscaler(tiny_model(2), torch.device("cpu"), tile=tile, tile_pad=tile_pad)
+    assert int_option("tile", 64.0, 0) == 64
+
+
+def test_videos_are_named_as_images(tmp_path, up2):
+    """In a folder run a video keeps its name (and gets the suffix) as an image does; no scale is made up."""
+    pytest.importorskip("av")
+    write(tmp_path / "in" / "a.png", 8, 8)
+    make_video(tmp_path / "in" / "clip.mp4", frames=2, size=(8, 10), audio=False)
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "out", progress=False)
+    assert sorted(p.name for p in report.written) == ["a.png", "clip.mp4"]
+    opts = OutputOptions(suffix="_s", outscale=1.5)
+    report = upscale_path(up2, tmp_path / "in", tmp_path / "in", opts, progress=False)
+    assert sorted(p.name for p in report.written) == ["a_s.png", "clip_s.mp4"]
+
+
+def test_folder_outputs_are_checked(tmp_path, up2, caplog):
+    """A folder input needs an output folder (a new name with a file suffix is refused); outputs inside the input
+    folder are no inputs, and the log says how many were left out."""
+    write(tmp_path / "sf" / "a.png", 8, 8)
+    (tmp_path / "x.txt").write_text("a file")
+    for out in ("x.txt", "new.png"):
+        with pytest.raises(ConfigValueError, match="output folder|is a file"):
+            upscale_path(up2, tmp_path / "sf", tmp_path / out, progress=False)
+    assert not (tmp_path / "new.png").exists()
+    upscale_path(up2, tmp_path / "sf", tmp_path / "sf" / "sub", progress=False)
+    with caplog.at_level("INFO"):
+        report = upscale_path(up2, tmp_path / "sf", tmp_path / "sf" / "sub", OutputOptions(overwrite=True),
+                              progress=False)
+    assert [p.name for p in report.written] == ["a.png"]
+    assert "skipped 1 file(s) inside the output folder" in caplog.text
+
+
+def test_a_single_file_run_removes_its_own_stale_partials(tmp_path, up2):
+    import os
+
+    write(tmp_path / "a.png", 8, 8)
+    dead = tmp_path / ".o.partial-2147483647.png"  # left by a killed run that wrote o.png
+    live = tmp_path / f".o.partial-{os.getpid()}0.png"
+    other = tmp_path / ".p.partial-2147483647.png"  # another output's: not this run's business
+    for p in (dead, other):
+        p.write_bytes(b"x")
+    upscale_path(up2, tmp_path / "a.png", tmp_path / "o.png", progress=False)
+    assert not dead.exists() and other.exists() and not live.exists()
+
+
+def test_kernels_need_triton_and_cuda(monkeypatch):
+    from rt4ksr.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "triton", None)
+    with pytest.raises(MissingExtraError, match=r"rt4ksr\[kernels\]"):
+        Upscaler(tiny_model(2), torch.device("cpu"), kernels=True)
+    monkeypatch.delitem(sys.modules, "triton")
+    pytest.importorskip("triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ConfigValueError, match="kernels=true runs on CUDA"):
+        Upscaler(tiny_model(2), torch.device("cpu"), kernels=True)
+
+
+def test_face_enhance_says_what_to_use_instead():
+    from rt4ksr.upscale import translate_flags
+
+    with pytest.raises(SystemExit, match="GFPGAN"):
+        translate_flags(["--face_enhance"])

@@ -13,21 +13,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.command import hydra_command
+from rt4ksr.config import resolve_device
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.throughput import degradation_fidelity, loader_crops_per_s, time_ms
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.deploy.inference import build_model
 from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.deploy.timing import uhd_input
-from rt4ksr.errors import user_command
 from rt4ksr.files import write_json
 from rt4ksr.models import load_into, read_state_dict
 from rt4ksr.models.checkpoint import is_deploy_state
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
-@user_command
+@hydra_command("benchmark")
 def speed_main(cfg: DictConfig) -> None:
     keep_freed_memory()  # as every command that runs the model does
     device = resolve_device(cfg.device)
@@ -60,8 +59,7 @@ def speed_main(cfg: DictConfig) -> None:
         write_json(hydra.utils.to_absolute_path(cfg.json), report)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark_data")
-@user_command
+@hydra_command("benchmark_data")
 def data_main(cfg: DictConfig) -> None:
     dm: SRDataModule = instantiate(cfg.data)
     report: dict = {"loader_crops_per_s_per_worker": {}, "degrade_augment_ms_per_batch": {}}

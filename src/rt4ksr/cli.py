@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -38,8 +39,22 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: rt4ksr <command> [Hydra overrides]   (the same as: python -m rt4ksr.<command>)", "", "commands:"]
     lines += [f"  {name:<{width}}  {SUMMARIES[name]}" for name in COMMANDS]
-    lines += ["", "rt4ksr <command> --help lists the command's config groups and options."]
+    lines += ["", "rt4ksr <command> --help lists the command's config groups and options; rt4ksr --version prints "
+              "the version."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when it runs from a source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("rt4ksr")
+    except PackageNotFoundError:
+        from rt4ksr import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,8 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         raise SystemExit(0 if args else 2)
+    if args[0] in ("-V", "--version"):
+        print(f"rt4ksr {version()}")
+        raise SystemExit(0)
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        raise SystemExit(f"rt4ksr: unknown command {name!r}; commands: {', '.join(COMMANDS)}")
+        near = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise SystemExit(f"error: unknown command {name!r}{hint}; commands: {', '.join(COMMANDS)}")
     sys.argv = [f"rt4ksr {name}", *rest]
     importlib.import_module(COMMANDS[name]).main()

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rt4ksr.errors import ConfigValueError
+
 # The configs ship inside the package. Users add their own folder with Hydra's search path
 # ('hydra.searchpath=[file:///path/to/configs]'): its files extend or override these, group by group.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
@@ -85,8 +87,61 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present, else the CPU."""
-    if name == "auto":
+def resolve_device(name: str | int = "auto") -> torch.device:
+    """``auto`` takes CUDA when present, else the CPU; a device this machine or this torch build does not have
+    is a ``ConfigValueError`` that says why (a CPU-only torch, no GPU, an index past the last GPU)."""
+    if name == "auto" or name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    spec = f"cuda:{name}" if isinstance(name, int) and not isinstance(name, bool) else str(name)
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ConfigValueError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}") from None
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise ConfigValueError(f"device={spec}: this torch ({torch.__version__}) is a CPU-only build: install a "
+                                   "CUDA build of torch (see docs/install.md), or use device=cpu")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigValueError(f"device={spec}: no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES): use "
+                                   "device=cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigValueError(f"device={spec}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigValueError(f"device={spec}: Apple's MPS is not available here: use device=cpu")
+    elif device.type != "cpu":
+        raise ConfigValueError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    return device
+
+
+def int_option(key: str, value: object, low: int = 0, high: int | None = None, none: bool = False) -> int | None:
+    """``value`` checked as an integer in [low, high] (None allowed when ``none``); a ``ConfigValueError`` that
+    names ``key`` otherwise, before any work is done."""
+    if value is None and none:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigValueError(f"{key} must be an integer {span}{' or null' if none else ''}, got {value!r}")
+    return value
+
+
+def bool_option(key: str, value: object, none: bool = False) -> bool | None:
+    """``value`` checked as true or false (or null when ``none``); ``half=maybe`` is refused, not read as true."""
+    if (value is None and none) or isinstance(value, bool):
+        return value
+    raise ConfigValueError(f"{key} must be {'true, false or null' if none else 'true or false'}, got {value!r}")
+
+
+def number_option(key: str, value: object, low: float = 0.0, high: float | None = None,
+                  none: bool = False) -> float | None:
+    """``value`` checked as a number in (low, high] (None allowed when ``none``)."""
+    if value is None and none:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low < value or (
+            high is not None and value > high) or value != value:
+        span = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+        raise ConfigValueError(f"{key} must be a number {span}{' or null' if none else ''}, got {value!r}")
+    return float(value)

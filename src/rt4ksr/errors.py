@@ -17,6 +17,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_USER_ERROR = 1  # a mistake in the input or the configuration, said in one line
 EXIT_FAILURES = 3    # a folder, video or LR run finished, but some files failed (listed above the exit)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_TERMINATED = 143   # SIGTERM (128 + SIGTERM)
 
 
 class UserError(Exception):
@@ -38,9 +40,19 @@ class UnsupportedInputError(UserError, ValueError):
 class PartialFailure(UserError):
     """A run over many files finished, but some failed; ``failures`` lists them."""
 
-    def __init__(self, what: str, failures: list[str]) -> None:
+    def __init__(self, what: str, failures: list[str], written: int | None = None) -> None:
         self.failures = failures
-        super().__init__(f"{len(failures)} {what} failed (listed above); the others were written")
+        rest = "no file was written" if written == 0 else "the others were written"
+        super().__init__(f"{len(failures)} {what} failed (listed above); {rest}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that ``finally`` blocks and the atomic writer's
+    cleanup run before the process ends."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _one_line(e: BaseException) -> str:
@@ -58,16 +70,28 @@ def _quiet_opencv() -> None:
         pass
 
 
-def user_command(fn: F) -> F:
-    """Run a command's main function, turning known mistakes into one line on stderr and a non-zero exit."""
+def user_command(fn: F | None = None, *, sigterm: bool = True) -> Any:
+    """Run a command's main function, turning known mistakes into one line on stderr and a non-zero exit.
+
+    Ctrl-C, and SIGTERM (with ``sigterm``: its handler raises ``Terminated`` in the main thread), end the
+    command with one line and status 130 or 143 after ``finally`` blocks have removed temporary files.
+    ``sigterm=False`` leaves SIGTERM to the command (training: Lightning stops at a batch boundary itself).
+    """
+    if fn is None:
+        return functools.partial(user_command, sigterm=sigterm)
     from hydra.errors import InstantiationException
     from omegaconf.errors import MissingMandatoryValue
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _quiet_opencv()
+        previous = _on_sigterm(_raise_terminated) if sigterm else None
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: temporary files are gone, finished outputs are complete
+            terminated = isinstance(e, Terminated)
+            print("terminated" if terminated else "interrupted", file=sys.stderr)
+            raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except PartialFailure as e:
             for failure in e.failures:
                 print(f"failed: {failure}", file=sys.stderr)
@@ -84,5 +108,22 @@ def user_command(fn: F) -> F:
             said = e.__cause__ if isinstance(e.__cause__, UserError) else e  # its own words, when it has them
             print(f"error: {_one_line(said)}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
+        finally:
+            _on_sigterm(previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the one it replaces; nothing off the main thread (where Python
+    cannot install handlers) or where another handler is already installed (training's, a caller's)."""
+    import signal
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    current = signal.getsignal(signal.SIGTERM)
+    if handler is _raise_terminated and current is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, handler)
+    return current

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.command import hydra_command
+from rt4ksr.config import resolve_device
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.deploy.inference import build_model
-from rt4ksr.errors import user_command
 from rt4ksr.files import write_json
 from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
 
@@ -32,8 +31,7 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-@user_command
+@hydra_command("eval")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
     keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rt4ksr.config import CONFIG_DIR
+from rt4ksr.command import hydra_command
 from rt4ksr.data.subimages import extract_subimages
-from rt4ksr.errors import PartialFailure, user_command
+from rt4ksr.errors import PartialFailure
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract_subimages")
-@user_command
+@hydra_command("extract_subimages")
 def main(cfg: DictConfig) -> None:
     errors = extract_subimages(cfg.input_dir, cfg.output_dir, cfg.crop_size, cfg.step, cfg.thresh_size,
                                cfg.workers, progress=cfg.progress)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rt4ksr.config import CONFIG_DIR
-from rt4ksr.errors import user_command
+from rt4ksr.command import hydra_command
 from rt4ksr.models.profile import summarize
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="summary")
-@user_command
+@hydra_command("summary")
 def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)
     model = instantiate(cfg.model)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rt4ksr.config import CONFIG_DIR
+from rt4ksr.command import hydra_command
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.errors import user_command
 from rt4ksr.training.run import train
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@user_command
+@hydra_command("train", sigterm=False)  # Lightning stops at a batch boundary on SIGTERM itself
 def main(cfg: DictConfig) -> float | None:
     keep_freed_memory()  # validation and timing on the CPU: reuse freed tensors
     metrics = train(cfg)

@@ -6,19 +6,22 @@ Real-ESRGAN's flags (``-i``, ``-o``, ``-s``, ``-t``, ``--tile_pad``, ``--fp32``,
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from rt4ksr.config import CONFIG_DIR, resolve_device
+from rt4ksr.command import hydra_command
+from rt4ksr.config import bool_option, int_option, resolve_device
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.deploy.inference import Upscaler, build_model
-from rt4ksr.deploy.upscaling import OutputOptions, upscale_path
-from rt4ksr.errors import PartialFailure, user_command
+from rt4ksr.deploy.inference import BACKENDS, Upscaler, build_model
+from rt4ksr.deploy.upscaling import OutputOptions, check_paths, upscale_path
+from rt4ksr.errors import ConfigValueError, PartialFailure
+
+log = logging.getLogger(__name__)
 
 # Real-ESRGAN's inference_realesrgan.py flags -> this command's options
 FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output", "-s": "outscale",
@@ -26,7 +29,15 @@ FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output"
          "--ext": "ext", "--model_path": "ckpt_path", "-g": "device", "--gpu-id": "device",
          "--alpha_upsampler": "alpha"}
 SWITCHES = {"--fp32": "half=false", "--half": "half=true"}
-UNSUPPORTED = ("-n", "--model_name", "--face_enhance", "-dn", "--denoise_strength", "--pre_pad")
+# Real-ESRGAN's flags that have no counterpart here, and what to do instead
+UNSUPPORTED = {
+    "-n": "rt4ksr has no model names: give the weights with ckpt_path=PATH (or --model_path PATH)",
+    "--model_name": "rt4ksr has no model names: give the weights with ckpt_path=PATH (or --model_path PATH)",
+    "--face_enhance": "face enhancement (GFPGAN) is not part of rt4ksr: run GFPGAN on the output separately",
+    "-dn": "rt4ksr has no denoise strength: train or pick weights for the degradation you need",
+    "--denoise_strength": "rt4ksr has no denoise strength: train or pick weights for the degradation you need",
+    "--pre_pad": "rt4ksr pads inside the model and tiles with tile_pad: drop --pre_pad",
+}
 
 
 def translate_flags(argv: list[str]) -> list[str]:
@@ -50,8 +61,7 @@ def translate_flags(argv: list[str]) -> list[str]:
                 value = {"realesrgan": "model"}.get(value, value)
             out.append(f"{key}={_quote(value)}")
         elif flag in UNSUPPORTED:
-            raise SystemExit(f"error: {flag} is a Real-ESRGAN option rt4ksr does not have; give the weights with "
-                             "ckpt_path=PATH (or --model_path PATH)")
+            raise SystemExit(f"error: {flag} is a Real-ESRGAN option rt4ksr does not have: {UNSUPPORTED[flag]}")
         else:
             out.append(arg)
         i += 1
@@ -68,22 +78,40 @@ def _quote(value: str) -> str:
     return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body) + "'"
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="upscale")
-@user_command
+def check_options(cfg: DictConfig) -> None:
+    """The options that are not output options, checked (type and range) before the model is loaded."""
+    int_option("tile", cfg.tile, 0, none=True)
+    int_option("tile_pad", cfg.tile_pad, 0)
+    int_option("batch_size", cfg.batch_size, 1)
+    bool_option("half", cfg.half, none=True)
+    for key in ("compile", "kernels", "progress"):
+        bool_option(key, cfg[key])
+    if cfg.backend not in BACKENDS:
+        raise ConfigValueError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+
+
+@hydra_command("upscale", flags=[*FLAGS, *SWITCHES])
 def run(cfg: DictConfig) -> None:
     keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
-    opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=str(cfg.ext), alpha=cfg.alpha,
+    ckpt_path = cfg.ckpt_path  # required: said first when missing
+    opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=cfg.ext, alpha=cfg.alpha,
                          overwrite=cfg.overwrite, quality=cfg.quality, crf=cfg.crf)
+    check_options(cfg)
     src, dst = Path(to_absolute_path(str(cfg.input))), Path(to_absolute_path(str(cfg.output)))
     device = resolve_device(cfg.device)
-    model = build_model(cfg.model, cfg.ckpt_path)
-    up = Upscaler(model, device, half=cfg.half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
+    half = cfg.half
+    if half and device.type == "cpu":
+        log.warning("half=true applies on CUDA: the CPU runs fp32 (fp16 there is slower and less exact)")
+        half = False
+    check_paths(src, dst, opts)
+    model = build_model(cfg.model, ckpt_path)
+    up = Upscaler(model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
                   kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
                   backend=cfg.backend)
     report = upscale_path(up, src, dst, opts, cfg.batch_size, cfg.progress)
     print(report.summary())
     if report.failed:
-        raise PartialFailure("file(s)", report.failed)
+        raise PartialFailure("file(s)", report.failed, written=len(report.written))
 
 
 def main() -> None:

@@ -3,8 +3,13 @@ own depth, channels, alpha and orientation (``read_picture`` / ``write_picture``
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,24 +51,114 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])  # OpenCV's BGR to RGB
 
 
-def _imread(path: Path, orientation: int = 1) -> tuple[np.ndarray, int]:
+def _imread(path: Path, orientation: int = 1, quiet: bool = False) -> tuple[np.ndarray, int]:
     """The file's samples as ``cv2.imread(IMREAD_UNCHANGED)`` gives them (BGR[A] or gray, the stored depth), and
     the EXIF ``orientation`` still to apply to them. OpenCV's TIFF decoder applies orientations 2-4 itself and
     fails on 5-8, so an oriented TIFF is read upright by Pillow where Pillow keeps its depth; a file OpenCV
-    cannot decode at all is read by Pillow too. ``ImageReadError`` names a missing or undecodable file."""
+    cannot decode at all is read by Pillow too. ``ImageReadError`` names a missing or undecodable file. With
+    ``quiet``, what the native decoders print for a file they cannot decode is dropped (see ``_native_stderr``)."""
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
+    if is_truncated(path):
+        raise ImageReadError(f"cannot read image {path} (truncated: the file ends before its image data does)")
     if orientation != 1 and path.suffix.lower() in (".tif", ".tiff"):
         img = _pillow_read(path, keep_depth=True)
         if img is not None:
             return img, 1
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with _native_stderr(quiet) as said:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is not None and img.size:
+        if "".join(said):  # a decoder's warning about a file it did read: kept
+            sys.stderr.write("".join(said))
         return img, orientation
     img = _pillow_read(path, keep_depth=False)
     if img is None or img.size == 0:
         raise ImageReadError(f"cannot read image (unreadable, truncated or unsupported format): {path}")
     return img, 1
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def is_truncated(path: Path) -> bool:
+    """Whether a JPEG or PNG file stops before its end marker (a cut download or copy). Decoders fill the
+    missing rows with gray and only print a warning, so this is checked on the file itself: a JPEG needs its
+    end-of-image marker after the image data, a PNG its IEND chunk. Other formats, and files whose structure
+    cannot be followed, are left to the decoder."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        tail = f.read()
+        if head[:3] == b"\xff\xd8\xff":
+            if tail.rstrip(b"\x00 \t\r\n").endswith(b"\xff\xd9"):
+                return False
+            f.seek(0)
+            return _jpeg_truncated(f.read())
+        if head == _PNG_SIGNATURE:
+            return not tail.endswith(_PNG_END) and _png_truncated(f, size)
+    return False
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """No end-of-image marker after the first scan (data may follow it: motion photos append a video)."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return False  # not a structure this check follows
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows; FF D9 is its only end marker
+            return data.find(b"\xff\xd9", i + 2) < 0
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return True  # the headers end before the image data starts
+
+
+def _png_truncated(f: object, size: int) -> bool:
+    """The chunks, followed by their lengths, end before the IEND chunk."""
+    pos = 8
+    while pos + 8 <= size:
+        f.seek(pos)
+        header = f.read(8)
+        if pos == 8 and header[4:8] != b"IHDR":  # not a PNG's structure: a damaged file, left to the decoder
+            return False
+        if header[4:8] == b"IEND":
+            return False
+        if not header[4:8].isalpha():  # not a chunk: a damaged file, left to the decoder
+            return False
+        pos += 12 + int.from_bytes(header[:4], "big")
+    return True
+
+
+@contextlib.contextmanager
+def _native_stderr(capture: bool) -> Iterator[list[str]]:
+    """Collect what C libraries (libpng's ``libpng error: ...``) write to file descriptor 2 inside the block,
+    instead of letting it precede the command's one-line error. The descriptor is process-wide, so this is
+    used only on the upscaler's single-threaded image path; the collected text is in the yielded list."""
+    said: list[str] = []
+    if not capture:
+        yield said
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield said
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                said.append(sink.read().decode(errors="replace"))
+    finally:
+        os.close(saved)
 
 
 def _pillow_read(path: Path, keep_depth: bool) -> np.ndarray | None:
@@ -172,7 +267,7 @@ def _to_depth(img: np.ndarray, path: Path) -> np.ndarray:
 def read_picture(path: str | Path) -> Picture:
     """An image with its depth (8 or 16 bits), gray or colour, alpha, and EXIF orientation applied."""
     path = Path(path)
-    img, orientation = _imread(path, exif_orientation(path))
+    img, orientation = _imread(path, exif_orientation(path), quiet=True)
     img = _to_depth(img, path)
     if img.ndim == 2:
         img = img[:, :, None]

@@ -1,8 +1,8 @@
 """The deploy-form model as ONNX, TorchScript or safetensors, each file carrying its model config.
 
 Every format carries the model config (ONNX metadata, TorchScript extra file, safetensors tensor and
-metadata), so ``rt4ksr.upscale``, ``rt4ksr.eval`` and spandrel load the exports, and other runtimes know the
-scale. Every file is written atomically.
+metadata): ``rt4ksr.upscale``, ``rt4ksr.eval`` and spandrel load the safetensors weights without a model config,
+and other runtimes read the scale from the ONNX and TorchScript graphs. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -25,12 +25,22 @@ log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 
-# The ONNX model's convention, also written into its metadata so that runtimes and users can read it.
+# The ONNX model's convention, also written into its metadata so that runtimes and users can read it; "axes"
+# says the graph's own (see ``onnx_axes``).
 ONNX_CONVENTION = {
     "input": "lr: (N, 3, H, W), RGB, values in [0, 1], float32 (float16 with fp16=true)",
     "output": "sr: (N, 3, scale*H, scale*W), RGB, [0, 1] up to small overshoot: clamp before quantising",
     "axes": "N, H and W dynamic; fixed with input_size=[H, W] (and batch_size)",
 }
+
+
+def onnx_axes(scale: int, input_size: tuple[int, int] | None = None, batch_size: int = 1) -> str:
+    """The ``axes`` entry of one graph: dynamic, or the static shapes it was exported with."""
+    if input_size is None:
+        return ONNX_CONVENTION["axes"]
+    h, w = input_size
+    return (f"static: lr ({batch_size}, 3, {h}, {w}) -> sr ({batch_size}, 3, {h * scale}, {w * scale}); "
+            "export again with another input_size for other shapes")
 
 
 def _example(dtype: torch.dtype, shape: tuple[int, int, int, int] = (1, 3, 64, 64)) -> torch.Tensor:
@@ -62,12 +72,14 @@ def export_onnx(model: nn.Module, path: Path, fp16: bool = False, opset: int = 1
                                  strict=True):
                 dim.ClearField("dim_param")
                 dim.dim_value = size
+        shape = onnx_axes(model.scale, input_size, batch_size)
         props = {"rt4ksr_config": json.dumps(model.config), "scale": str(model.scale),
-                 "precision": "fp16" if fp16 else "fp32", **ONNX_CONVENTION}
+                 "precision": "fp16" if fp16 else "fp32", **ONNX_CONVENTION, "axes": shape}
         for key, value in props.items():
             meta = proto.metadata_props.add()
             meta.key, meta.value = key, value
-        proto.doc_string = f"RT4KSR x{model.scale}: {ONNX_CONVENTION['input']} -> {ONNX_CONVENTION['output']}"
+        proto.doc_string = (f"RT4KSR x{model.scale}: {ONNX_CONVENTION['input']} -> {ONNX_CONVENTION['output']}; "
+                            f"axes: {shape}")
         onnx.save(proto, str(tmp))
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from rt4ksr.config import int_option
 from rt4ksr.errors import ConfigValueError
 from rt4ksr.extras import require
 from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
@@ -104,6 +106,16 @@ def receptive_radius(model: nn.Module) -> int:
 
 
 CPU_TILE = 512  # LR tile side on the CPU: 512x512 intermediates stay under glibc's 32 MiB mmap threshold
+BACKENDS = ("torch", "onnxruntime")
+
+
+def check_kernels(device: torch.device) -> None:
+    """The fused kernels need Triton (``rt4ksr[kernels]``) and a CUDA device, or Triton's CPU interpreter
+    (``TRITON_INTERPRET=1``, slow: for tests)."""
+    require("triton", "kernels", "kernels=true (the fused Triton kernels)")
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ConfigValueError(f"kernels=true runs on CUDA, not {device.type}: drop kernels=true (or set "
+                               "TRITON_INTERPRET=1 to run them, slowly, in Triton's interpreter)")
 
 
 class OnnxRunner:
@@ -138,16 +150,18 @@ class Upscaler:
     def __init__(self, model: nn.Module, device: torch.device, half: bool | None = None, compile: bool = False,
                  tile: int | None = 0, tile_pad: int = 16, kernels: bool = False,
                  kernel_options: Mapping[str, Any] | None = None, backend: str = "torch") -> None:
-        if backend not in ("torch", "onnxruntime"):
+        if backend not in BACKENDS:
             raise ConfigValueError(f"backend must be torch or onnxruntime, got {backend!r}")
         if backend == "onnxruntime" and (device.type != "cpu" or kernels or compile or half):
             raise ConfigValueError("backend=onnxruntime runs fp32 on the CPU: drop device, half, compile and kernels "
                                    "(or use backend=torch)")
+        tile = int_option("tile", tile, 0, none=True)
+        tile_pad = int_option("tile_pad", tile_pad, 0)
+        if kernels:
+            check_kernels(device)
         if tile is None:  # automatic: CPU tiles where they change nothing (local operations, enough context)
             tile = CPU_TILE if device.type == "cpu" and backend == "torch" and is_local(model) else 0
             tile_pad = max(tile_pad, receptive_radius(model) + getattr(model, "multiple", 1)) if tile else tile_pad
-        if tile < 0 or tile_pad < 0:
-            raise ConfigValueError(f"tile and tile_pad must be >= 0, got {tile} and {tile_pad}")
         self.device = device
         self.half = device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32

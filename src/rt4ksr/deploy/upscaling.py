@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rt4ksr.config import bool_option, int_option, number_option
 from rt4ksr.data.io import IMAGE_EXTENSIONS, Picture, read_picture, write_picture
 from rt4ksr.deploy.inference import Upscaler
 from rt4ksr.errors import ConfigValueError, InputNotFoundError, UnsupportedInputError, UserError
 from rt4ksr.extras import require
-from rt4ksr.files import atomic_path, is_partial, remove_stale_partials
+from rt4ksr.files import atomic_path, check_writable, is_partial, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts")
 # output codec by container, best first; PyAV's bundled FFmpeg has all of these
 VIDEO_CODECS = {".webm": ("libvpx-vp9",), ".avi": ("mpeg4",)}
 DEFAULT_CODECS = ("libx264", "mpeg4")
+# the crf each encoder takes: x264/x265 0-51, VP9 0-63; mpeg4 has no crf and gets the quantiser crf/6 (1-31)
+CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "mpeg4": 63}
 AUDIO_ENCODERS = {"opus": ("libopus", "opus"), "vorbis": ("libvorbis", "vorbis"), "mp3": ("libmp3lame", "mp3")}
 ALPHA_MODES = ("model", "bicubic")
 
@@ -43,13 +46,15 @@ class OutputOptions:
 
     ``outscale``: the final size relative to the input (None: the model's scale), reached by a Lanczos
     (enlarging) or area (shrinking) resize of the model's output. ``suffix``: appended to each output's
-    stem. ``ext``: the image format (``auto`` keeps the input's). ``alpha``: ``model`` or ``bicubic``.
-    ``crf``: video quality, lower is better (x264/x265/VP9 constant rate factor; mpeg4 gets quantiser crf/6).
+    stem. ``ext``: the image format (None: png, or the output file's own suffix; ``auto`` keeps the input's).
+    ``alpha``: ``model`` or ``bicubic``. ``overwrite``: redo outputs that exist in a folder run (a single
+    file is always written). ``crf``: video quality, lower is better (x264/x265/VP9 constant rate factor;
+    mpeg4 gets quantiser crf/6). Every value is checked here, before a model is loaded.
     """
 
     outscale: float | None = None
     suffix: str = ""
-    ext: str = "png"
+    ext: str | None = None
     alpha: str = "model"
     overwrite: bool = False
     quality: int = 95
@@ -58,13 +63,29 @@ class OutputOptions:
     def __post_init__(self) -> None:
         if self.alpha not in ALPHA_MODES:
             raise ConfigValueError(f"alpha must be one of {ALPHA_MODES}, got {self.alpha!r}")
-        ext = self.ext.lower().lstrip(".")
-        if ext != "auto" and f".{ext}" not in IMAGE_EXTENSIONS:
-            raise ConfigValueError(f"ext must be auto or one of {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, "
-                                   f"got {self.ext!r}")
-        self.ext = ext
-        if self.outscale is not None and not 0 < self.outscale <= 16:
-            raise ConfigValueError(f"outscale must be in (0, 16], got {self.outscale}")
+        if self.ext is not None:
+            ext = str(self.ext).lower().lstrip(".")
+            if ext != "auto" and f".{ext}" not in IMAGE_EXTENSIONS:
+                raise ConfigValueError(f"ext must be auto or one of {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, "
+                                       f"got {self.ext!r}")
+            self.ext = ext
+        self.outscale = number_option("outscale", self.outscale, 0, 16, none=True)
+        self.quality = int_option("quality", self.quality, 0, 100)
+        self.crf = int_option("crf", self.crf, 0, max(CRF_MAX.values()))
+        self.overwrite = bool_option("overwrite", self.overwrite)
+        if self.suffix is None or isinstance(self.suffix, bool) or not isinstance(self.suffix, str | int):
+            raise ConfigValueError(f"suffix must be text such as _x2, got {self.suffix!r}")
+        self.suffix = str(self.suffix)
+        if any(bad in self.suffix for bad in ("/", "\\", "..", "\0")):
+            raise ConfigValueError(f"suffix must not hold '/', '\\', '..' or NUL (it names files inside the output "
+                                   f"folder), got {self.suffix!r}")
+
+    def check_video(self, suffix: str) -> None:
+        """``crf`` within the range of the encoder that writes ``suffix`` videos."""
+        codec = VIDEO_CODECS.get(suffix.lower(), DEFAULT_CODECS)[0]
+        high = CRF_MAX.get(codec, 63)
+        if self.crf > high:
+            raise ConfigValueError(f"crf must be from 0 to {high} for {suffix} videos ({codec}), got {self.crf}")
 
 
 @dataclass
@@ -149,18 +170,28 @@ def upscale_image(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None
 
 def image_name(src: Path, opts: OutputOptions) -> str:
     """The output file name for an input image: stem + suffix + the chosen extension (``auto``: the input's,
-    in its case)."""
-    ext = src.suffix if opts.ext == "auto" else f".{opts.ext}"
+    in its case; none chosen: png)."""
+    ext = src.suffix if opts.ext == "auto" else f".{opts.ext or 'png'}"
     return f"{src.stem}{opts.suffix}{ext}"
 
 
-def video_suffix(opts: OutputOptions, scale: int) -> str:
-    """What a video output's stem gets: a video is never upscaled under its own name."""
-    return opts.suffix or f"_x{scale}"
+def video_name(src: Path, opts: OutputOptions) -> str:
+    """The output file name for an input video: stem + suffix, in the input's container (``ext`` is for
+    images), so that videos are named as images are."""
+    return f"{src.stem}{opts.suffix}{src.suffix}"
 
 
-def video_name(src: Path, opts: OutputOptions, scale: int) -> str:
-    return f"{src.stem}{video_suffix(opts, scale)}{src.suffix}"
+def output_name(src: Path, opts: OutputOptions) -> str:
+    """The output file name for any input (image or video) in a folder output."""
+    return video_name(src, opts) if src.suffix.lower() in VIDEO_EXTENSIONS else image_name(src, opts)
+
+
+_SAME_FORMAT = {".jpeg": ".jpg", ".tiff": ".tif"}
+
+
+def _format(suffix: str) -> str:
+    suffix = suffix.lower()
+    return _SAME_FORMAT.get(suffix, suffix)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -180,11 +211,16 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
     listed in the report and the rest goes on."""
     opts = opts or OutputOptions()
     report = Report()
+    check_output_folder(src, dst, opts)
     src_resolved, dst_resolved = src.resolve(), dst.resolve()
     in_place = dst_resolved == src_resolved
     nested = not in_place and dst_resolved.is_relative_to(src_resolved)  # outputs below the input: not inputs
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not is_partial(p)
-                   and not (nested and p.resolve().is_relative_to(dst_resolved)))
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not is_partial(p))
+    if nested:
+        inside = [p for p in files if p.resolve().is_relative_to(dst_resolved)]
+        if inside:
+            log.info("skipped %d file(s) inside the output folder %s (outputs, not inputs)", len(inside), dst)
+            files = [p for p in files if not p.resolve().is_relative_to(dst_resolved)]
     todo: list[tuple[Path, Path, bool]] = []
     for p in files:
         ext = p.suffix.lower()
@@ -192,12 +228,12 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
         if ext not in IMAGE_EXTENSIONS and not is_video:
             log.info("not an image or a video, skipped: %s", p)
             continue
-        suffix = video_suffix(opts, up.scale) if is_video else opts.suffix
-        if in_place and suffix and p.stem.endswith(suffix):
-            log.info("an output of an earlier run (its name ends with %s), skipped: %s", suffix, p)
+        if in_place and p.stem.endswith(opts.suffix):
+            log.info("an output of an earlier run (its name ends with %s), skipped: %s", opts.suffix, p)
             continue
-        name = video_name(p, opts, up.scale) if is_video else image_name(p, opts)
-        todo.append((p, dst / p.relative_to(src).parent / name, is_video))
+        if is_video:
+            opts.check_video(p.suffix)
+        todo.append((p, dst / p.relative_to(src).parent / output_name(p, opts), is_video))
     inputs = {p.resolve() for p, _, _ in todo}
     for p, o, _ in todo:
         if o.resolve() in inputs or _same_file(p, o):
@@ -225,6 +261,19 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
             log.warning("failed: %s", e)
             report.failed.append(f"{p}: {e}")
     return report
+
+
+def check_output_folder(src: Path, dst: Path, opts: OutputOptions) -> None:
+    """The output of a folder run, checked before any work: a folder (one that does not exist yet must not look
+    like a file name), and, when it is the input folder, a ``suffix`` that tells outputs from inputs."""
+    if dst.exists() and not dst.is_dir():
+        raise ConfigValueError(f"output {dst} is a file: a folder input needs an output folder")
+    if not dst.exists() and dst.suffix:
+        raise ConfigValueError(f"output {dst} looks like a file name, but the input {src} is a folder: give an "
+                               f"output folder (output={dst.with_suffix('')}); create it first to use this name")
+    if dst.resolve() == src.resolve() and not opts.suffix:
+        raise ConfigValueError(f"the output folder is the input folder {src}: give a suffix (suffix=_x2), which "
+                               "tells the outputs from the inputs, or another output folder")
 
 
 # --- videos -------------------------------------------------------------------------------------------------
@@ -321,12 +370,15 @@ def _transcode(av: object, up: Upscaler, inp: object, vin: object, tmp: Path, ds
         plan, aout = ("none", None), None
         if ain is not None:
             plan = _audio_plan(av, out, ain)
+            name, source_rate = ain.codec_context.name, ain.codec_context.sample_rate
             if plan[0] == "copy":
                 aout = out.add_stream_from_template(ain)
+                log.info("audio: %s copied", name)
             else:
-                aout = out.add_stream(plan[1], rate=_audio_rate(av, plan[1], ain.codec_context.sample_rate))
-                log.info("audio: %s cannot go into %s; re-encoded with %s", ain.codec_context.name, dst.suffix,
-                         plan[1])
+                rate = _audio_rate(av, plan[1], source_rate)
+                aout = out.add_stream(plan[1], rate=rate)
+                resampled = f", resampled from {source_rate} to {rate} Hz" if rate != (source_rate or rate) else ""
+                log.info("audio: %s cannot go into %s; re-encoded with %s%s", name, dst.suffix, plan[1], resampled)
         frames = _pipeline(up, inp, vin, ain, out, vout, aout, plan[0], (h, w), batch_size, progress, dst.name)
     finally:
         out.close()
@@ -428,35 +480,59 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
 # --- dispatch -----------------------------------------------------------------------------------------------
 
 
-def upscale_path(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None = None, batch_size: int = 4,
-                 progress: bool = True) -> Report:
-    """Dispatch on the input: a folder, an image or a video. ``dst`` is a file path (its suffix picks the
-    format) or a folder. Returns what was written, kept and failed."""
-    opts = opts or OutputOptions()
+def check_paths(src: Path, dst: Path, opts: OutputOptions) -> None:
+    """The input and the output checked before a model is loaded: the input exists in a supported format, the
+    output fits it (see ``single_target`` and ``check_output_folder``) and its folder can be written."""
     if src.is_dir():
-        return upscale_folder(up, src, dst, opts, batch_size, progress)
+        check_output_folder(src, dst, opts)
+        check_writable(dst)
+        return
     if not src.is_file():
         raise InputNotFoundError(f"input not found: {src}")
     ext = src.suffix.lower()
-    is_video = ext in VIDEO_EXTENSIONS
-    if ext not in IMAGE_EXTENSIONS and not is_video:
+    if ext not in IMAGE_EXTENSIONS and ext not in VIDEO_EXTENSIONS:
         raise UnsupportedInputError(f"unsupported input format {ext or '(none)'!r} for {src}: images "
                                     f"{', '.join(IMAGE_EXTENSIONS)}; videos {', '.join(VIDEO_EXTENSIONS)}")
+    check_writable(single_target(src, dst, opts).parent)
+
+
+def single_target(src: Path, dst: Path, opts: OutputOptions) -> Path:
+    """Where a single input goes: ``dst`` itself, or ``dst/<name>`` when ``dst`` is a folder (or has no suffix).
+    The user asked for that file, so an existing one is replaced. Checked before any work: the format fits the
+    input, an explicit ``ext`` agrees with the file name, the input is not overwritten."""
+    is_video = src.suffix.lower() in VIDEO_EXTENSIONS
     as_folder = dst.is_dir() or not dst.suffix
-    target = dst / (video_name(src, opts, up.scale) if is_video else image_name(src, opts)) if as_folder else dst
+    target = dst / output_name(src, opts) if as_folder else dst
     if not as_folder:
         valid = VIDEO_EXTENSIONS if is_video else IMAGE_EXTENSIONS
         if target.suffix.lower() not in valid:
             kind = "a video" if is_video else "an image"
             raise ConfigValueError(f"output {target}: {kind} is written as {', '.join(valid)}, not "
                                    f"{target.suffix!r}")
+        wanted = src.suffix if opts.ext == "auto" else f".{opts.ext}" if opts.ext else None
+        if not is_video and wanted is not None and _format(wanted) != _format(target.suffix):
+            raise ConfigValueError(f"ext={opts.ext} contradicts output {target.name}: the output's suffix picks the "
+                                   f"format; drop ext, or name the output {target.stem}{wanted}")
+    if is_video:
+        opts.check_video(target.suffix)
     if _same_file(target, src):
         raise ConfigValueError(f"the output {target} would overwrite the input: give another output or a suffix")
+    return target
+
+
+def upscale_path(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None = None, batch_size: int = 4,
+                 progress: bool = True) -> Report:
+    """Dispatch on the input: a folder, an image or a video. ``dst`` is a file path (its suffix picks the
+    format) or a folder. Returns what was written, kept and failed."""
+    opts = opts or OutputOptions()
+    check_paths(src, dst, opts)
+    if src.is_dir():
+        return upscale_folder(up, src, dst, opts, batch_size, progress)
+    is_video = src.suffix.lower() in VIDEO_EXTENSIONS
+    target = single_target(src, dst, opts)
+    if target.parent.is_dir():
+        remove_stale_partials(target.parent, stem=target.stem)
     report = Report()
-    if target.exists() and not opts.overwrite:
-        log.info("output exists, kept (overwrite=true redoes it): %s", target)
-        report.kept.append(target)
-        return report
     if is_video:
         upscale_video(up, src, target, batch_size, opts, progress=progress)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,8 +46,36 @@ def portable_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> d
     return state
 
 
+def export_kind(path: Path) -> str | None:
+    """``ONNX`` or ``TorchScript`` when ``path`` is such an export (which holds a graph, not a state dict to load
+    into the configured model), else None. TorchScript is a zip with ``code/`` and ``constants.pkl``; ONNX is a
+    protobuf (no magic number) named ``.onnx``, or one whose first field is the IR version and that names its
+    producer and opset near the start."""
+    if path.suffix.lower() == ".onnx":
+        return "ONNX"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None
+        if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+            return "TorchScript"
+        return None
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if head[:1] == b"\x08" and b"\x12" in head[:16] and (b"pytorch" in head or b"onnx" in head.lower()):
+        return "ONNX"
+    return None
+
+
 def _load(path: Path) -> object:
     """A ``.pth``/``.ckpt`` file's object; an unreadable file is a ``CheckpointMismatchError`` naming it."""
+    kind = export_kind(path)
+    if kind is not None:
+        runtime = " (backend=onnxruntime runs them through ONNX Runtime)" if kind == "ONNX" else ""
+        raise CheckpointMismatchError(f"{path} is a{'n' if kind == 'ONNX' else ''} {kind} export, not weights: give "
+                                      f"the .pth, .ckpt or .safetensors weights it was exported from{runtime}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or pickled objects beyond tensors and plain values
