@@ -2,7 +2,10 @@
 # The GPU figures in two stages, each within 10 minutes on one GPU: `speed` (4.5 minutes on an H200: kernel
 # tuning and correctness on CUDA, every inference path at x2 and x3 with torch.compile in the same run, the fp16
 # checks, data-side timing) and `train [MINUTES]` (the x2 BSD200 run, 8 minutes by default, leaving its
-# checkpoint, deploy weights and metrics.json); run `speed` first. Every
+# checkpoint, deploy weights and metrics.json); run `speed` first. `realworld` (at most 9 minutes; carry .whl and
+# .device_train) times the real-world pipelines on the card and trains experiment=realworld_x2 600 steps in
+# 32-true, 16-mixed and bf16-mixed, checking each run with scripts/precision_check.py (STEPS, PRECISIONS
+# override). Every
 # step's text and JSON go to $R and, after each step, into $OUT/results.tgz, beside one log, $OUT/log.txt, so a
 # stage cut short still leaves the earlier steps' results.
 #
@@ -17,7 +20,7 @@
 #     mkdir -p .device_train/data/testsets/set5/test .device_train/data/BSD200/HR
 #     cp -r ../shared/data/testsets/set5/test/HR .device_train/data/testsets/set5/test/
 #     cp ../shared/data/BSD200/HR/* .device_train/data/BSD200/HR/
-# Then, on the GPU machine: bash scripts/gpu_check.sh speed        (or: train [MINUTES], default 8)
+# Then, on the GPU machine: bash scripts/gpu_check.sh speed        (or: train [MINUTES], default 8; or: realworld)
 set -uo pipefail
 stage=${1:-speed}
 OUT=${OUT:-/tmp/out}; R=/tmp/gpu_check; mkdir -p "$OUT" "$R"
@@ -25,7 +28,7 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 save() { echo "[${SECONDS} s]"; tar -czf "$OUT/results.tgz" -C "$R" .; }
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} TRITON_INTERPRET=0 PYTHONUNBUFFERED=1
-data=$PWD/.device/data; [ "$stage" = train ] && [ -d .device_train/data ] && data=$PWD/.device_train/data
+data=$PWD/.device/data; [ "$stage" != speed ] && [ -d .device_train/data ] && data=$PWD/.device_train/data
 export RT4KSR_DATA_DIR=$data RT4KSR_CACHE_DIR=/tmp/cache
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv
   python3 -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__,
@@ -68,6 +71,20 @@ elif [ "$stage" = train ]; then
   python3 -c "import json; t = json.load(open('$R/metrics.json'))['timing']; print('final timing:', t)" 2>&1 \
     | tee -a "$R/train.txt"  # must name the card and 1080p (x2), not the CPU
   cp /tmp/train_x2/deploy_best.pth /tmp/train_x2/deploy_final.pth "$OUT/" 2>/dev/null; save
+elif [ "$stage" = realworld ]; then
+  # 1. the real-world pipelines' cost per batch of 64 256x256 crops on this card (goal: < 5% of a training step)
+  for deg in realesrgan bicubic_jpeg; do
+    timeout 60 python3 -m rt4ksr.benchmark data data/degradation=$deg data.num_workers=1 fidelity=false \
+      devices=[cuda] crops=200 json="$R/data_$deg.json" 2>&1 | tee "$R/data_$deg.txt"; save
+  done
+  # 2. experiment=realworld_x2 in each precision, training form (so that fusion is checked), the same steps
+  for p in ${PRECISIONS:-32-true 16-mixed bf16-mixed}; do
+    timeout 120 python3 -m rt4ksr.train experiment=realworld_x2 trainer=${TRAINER:-gpu} trainer.precision=$p \
+      model.is_train=true trainer.max_time=null trainer.max_steps=${STEPS:-600} trainer.enable_progress_bar=false \
+      data.num_workers=8 data.batch_size=64 data.lr_crop=128 'data.benchmarks=[set5,set5_bicubic_n5_q75]' \
+      hydra.run.dir=/tmp/rw_$p 2>&1 | tee "$R/train_$p.txt"
+    python3 scripts/precision_check.py /tmp/rw_$p 2>&1 | tee "$R/precision_$p.json"; save
+  done
 else
-  echo "usage: gpu_check.sh speed|train" >&2; exit 2
+  echo "usage: gpu_check.sh speed|train [MINUTES]|realworld" >&2; exit 2
 fi

@@ -32,8 +32,18 @@ def test_pairs_are_mod_cropped(tmp_path):
 
 
 def test_missing_folder_names_path_and_layout(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nothere/test/HR.*expected layout"):
+    with pytest.raises(FileNotFoundError, match=r"no test sets in .*layout: <testsets_dir>/<name>/test/HR"):
         BenchmarkDataset(tmp_path, "nothere", 2)
+
+
+def test_unknown_set_lists_the_sets_there_and_the_degraded_form(tmp_path):
+    for name in ("set5", "b100"):
+        (tmp_path / name / "test" / "HR").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"'set55'.*set55/test/HR.* holds: b100, set5 \(degraded sets are "
+                                                r"named <set>\[_b"):
+        BenchmarkDataset(tmp_path, "set55", 2)
+    with pytest.raises(FileNotFoundError, match=r"of its base set 'set14'.* holds: b100, set5$"):
+        BenchmarkDataset(tmp_path, "set14_bicubic_q75", 2, lr_cache_dir=tmp_path / "cache")
 
 
 def test_missing_lr_partner_names_both_files(tmp_path):

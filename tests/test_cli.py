@@ -72,9 +72,9 @@ def test_eval_wrong_scale_checkpoint_names_the_keys(testsets_dir):
         rt_eval.run(cfg)
 
 
-def test_eval_missing_data_folder_names_it(tmp_path):
+def test_eval_missing_data_folder_names_it_and_the_keys_to_set(tmp_path):
     cfg = compose("eval", [f"paths.data_dir={tmp_path}", "data.benchmarks=[set5]", "progress=false"])
-    with pytest.raises(FileNotFoundError, match="expected layout"):
+    with pytest.raises(FileNotFoundError, match=r"no test sets in .*paths.data_dir=.*RT4KSR_DATA_DIR.*layout"):
         rt_eval.run(cfg)
 
 

@@ -225,6 +225,10 @@ def test_benchmark_data_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["loader_crops_per_s_per_worker"]["packed"] > 0 and "cpu" in report["degrade_augment_ms_per_batch"]
+    bad = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark", "data", "devices=[gpu]"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "error: devices=['gpu']: expected cpu, cuda or a list of them, e.g. devices=[cuda]")
 
 
 def test_loader_throughput_is_steady_state_on_a_small_set(tmp_path, monkeypatch):

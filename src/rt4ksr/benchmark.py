@@ -21,6 +21,7 @@ from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.deploy.inference import build_model
 from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.deploy.timing import uhd_input
+from rt4ksr.errors import ConfigValueError
 from rt4ksr.files import write_json
 from rt4ksr.models import load_into, read_state_dict
 from rt4ksr.models.checkpoint import is_deploy_state
@@ -61,6 +62,11 @@ def speed_main(cfg: DictConfig) -> None:
 
 @hydra_command("benchmark_data")
 def data_main(cfg: DictConfig) -> None:
+    wanted = [str(cfg.devices)] if isinstance(cfg.devices, str) else [str(d) for d in cfg.devices]
+    unknown = sorted(set(wanted) - {"cpu", "cuda"})
+    if unknown:
+        raise ConfigValueError(f"devices={wanted}: expected cpu, cuda or a list of them, e.g. devices=[cuda]")
+    devices = [torch.device(d) for d in wanted if d == "cpu" or torch.cuda.is_available()]
     dm: SRDataModule = instantiate(cfg.data)
     report: dict = {"loader_crops_per_s_per_worker": {}, "degrade_augment_ms_per_batch": {}}
     for packed in (False, True):
@@ -68,7 +74,6 @@ def data_main(cfg: DictConfig) -> None:
         report["loader_crops_per_s_per_worker"][key] = round(loader_crops_per_s(dm, packed, cfg.crops), 1)
         print(f"loader, {key:>6}: {report['loader_crops_per_s_per_worker'][key]:8.1f} HR crops/s per worker "
               f"({dm.hr_crop}x{dm.hr_crop})")
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         hr = torch.randint(0, 256, (cfg.batch_size, 3, dm.hr_crop, dm.hr_crop), dtype=torch.uint8, device=device)
         dm.degradation.to(device)

@@ -2,9 +2,10 @@
 
 A network trained on clean bicubic inputs sharpens whatever it is given, JPEG blocks and sensor noise included.
 These pipelines take ``MatlabBicubic``'s place in ``data/degradation``: they degrade the whole batch, on its
-device, in ``SRDataModule.on_after_batch_transfer``. kornia does the Gaussian kernels, the filtering, the
-grey conversion and the JPEG codec; this module builds only what kornia lacks (anisotropic, generalised,
-plateau and sinc kernels, Poisson noise).
+device, in ``SRDataModule.on_after_batch_transfer``. kornia does the Gaussian kernels, the filtering and the
+colour conversions; this module builds only what kornia lacks (anisotropic, generalised, plateau and sinc
+kernels, Poisson noise), and ``rt4ksr.data.jpeg`` a JPEG codec that quantises as hard as real encoders (kornia's
+is differentiable, and milder than its quality says).
 
 Every random value comes from two generators seeded by the training seed, the process rank and the step
 (``SeededDegradation.batch_seed``): per-sample values are drawn on the batch's device, and the choices that
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rt4ksr.data.degradation import MatlabBicubic, imresize, mod_crop
+from rt4ksr.data.jpeg import jpeg_codec
 from rt4ksr.errors import ConfigValueError
 
 KEY = "data.degradation"
@@ -406,11 +408,14 @@ def add_noise(x: Tensor, d: Draws, noise_prob: float, gaussian_prob: float, sigm
 
 
 def jpeg(x: Tensor, d: Draws, prob: float, quality: tuple[float, float]) -> Tensor:
-    """kornia's JPEG codec (4:2:0, the IJG tables) at a random quality per sample, on the device."""
+    """A libjpeg-strength JPEG round trip (``rt4ksr.data.jpeg``: 4:2:0, the IJG tables) at a quality per sample,
+    drawn uniformly among the integers of the range, on the device."""
     n = x.shape[0]
-    apply, q = d.flags(n, prob), d.uniform(n, *quality)
-    x = x.clamp(0.0, 1.0)
-    return _on_rows(x, apply, lambda v, rows, host: kornia.enhance.jpeg_codec_differentiable(v, q[rows]))
+    lo, hi = math.ceil(quality[0]), math.floor(quality[1])
+    if lo > hi:  # a range between two integers: its nearest one
+        lo = hi = round(sum(quality) / 2)
+    apply, q = d.flags(n, prob), d.integers(n, lo, hi)
+    return _on_rows(x, apply, lambda v, rows, host: jpeg_codec(v, q[rows]))
 
 
 # --- the pipelines -----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rt4ksr.data.degraded_sets import parse_degraded
+from rt4ksr.data.degraded_sets import EXAMPLE, FORM, parse_degraded
 from rt4ksr.data.io import ImageReadError, list_images, read_image
 from rt4ksr.data.lr_files import cached_lr
 from rt4ksr.errors import ConfigValueError, InputNotFoundError, UserError
@@ -19,6 +19,30 @@ LAYOUT = "<testsets_dir>/<name>/test/HR/*.png and <testsets_dir>/<name>/test/LR_
 
 class MissingLRError(UserError, FileNotFoundError):
     """The set has HR images but no LR folder for this scale."""
+
+
+def available_sets(testsets_dir: Path) -> list[str]:
+    """The names under ``testsets_dir`` that hold a ``test/HR`` folder."""
+    if not testsets_dir.is_dir():
+        return []
+    return sorted(p.name for p in testsets_dir.iterdir() if (p / "test" / "HR").is_dir())
+
+
+def no_set_error(name: str, base: str, testsets_dir: Path) -> InputNotFoundError:
+    """What is missing and where to point: the data folder when there are no test sets at all, else the sets that
+    are there (``base`` is the set a degraded name builds on)."""
+    hr_dir = testsets_dir / base / "test" / "HR"
+    sets = available_sets(testsets_dir)
+    if not sets:
+        return InputNotFoundError(
+            f"benchmark {name!r}: no test sets in {testsets_dir}; set paths.data_dir=<folder> (or RT4KSR_DATA_DIR) "
+            f"to the folder that holds testsets/, or data.testsets_dir=<folder> to the sets' own folder "
+            f"(layout: {LAYOUT})")
+    if base != name:
+        return InputNotFoundError(f"benchmark {name!r}: no HR folder of its base set {base!r} at {hr_dir}; "
+                                  f"{testsets_dir} holds: {', '.join(sets)}")
+    return InputNotFoundError(f"benchmark {name!r}: no HR folder at {hr_dir}; {testsets_dir} holds: "
+                              f"{', '.join(sets)} (degraded sets are named {FORM}, e.g. {EXAMPLE})")
 
 
 class BenchmarkDataset(Dataset):
@@ -47,7 +71,7 @@ class BenchmarkDataset(Dataset):
         base = Path(testsets_dir) / name / "test"
         self.hr_dir, self.lr_dir = base / "HR", base / f"LR_bicubic_x{scale}"
         if not self.hr_dir.is_dir():
-            raise InputNotFoundError(f"benchmark {name!r}: no HR folder at {self.hr_dir} (expected layout: {LAYOUT})")
+            raise no_set_error(name, name, Path(testsets_dir))
         self.hr_files = list_images(self.hr_dir)
         if not self.hr_files:
             raise InputNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
@@ -68,8 +92,7 @@ class BenchmarkDataset(Dataset):
         recipe = parse_degraded(name)
         self.hr_dir = testsets_dir / recipe.base / "test" / "HR"
         if not self.hr_dir.is_dir():
-            raise InputNotFoundError(f"benchmark {name!r}: no HR folder of its base set {recipe.base!r} at "
-                                     f"{self.hr_dir} (expected layout: {LAYOUT})")
+            raise no_set_error(name, recipe.base, testsets_dir)
         self.hr_files = list_images(self.hr_dir)
         if not self.hr_files:
             raise InputNotFoundError(f"benchmark {name!r}: no images in {self.hr_dir}")
