@@ -113,10 +113,10 @@ def jpeg_codec(x: Tensor, quality: Tensor | float) -> Tensor:
         y = torch.round(y + 128.0).clamp(0.0, 255.0)
         chroma = torch.round(chroma + 128.0).clamp(0.0, 255.0)
         # libjpeg-turbo upsamples with the triangle filter, or repeats samples when chroma is 2 or fewer wide
-        smooth = chroma.shape[-1] > 2
-        chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear" if smooth else "nearest",
-                               **({"align_corners": False} if smooth else {}))
-        chroma = torch.round(chroma)
+        if chroma.shape[-1] > 2:
+            chroma = torch.round(F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False))
+        else:
+            chroma = F.interpolate(chroma, scale_factor=2, mode="nearest")
         ycc = torch.cat([y, chroma[..., :h, :w] - 0.5], dim=1)
         out = torch.round(kornia.color.ycbcr_to_rgb(ycc / 255.0).clamp(0.0, 1.0) * 255.0) / 255.0
     return out.to(x.dtype)
