@@ -20,7 +20,9 @@ from rt4ksr.data import BenchmarkDataset, BicubicJPEG, MatlabBicubic, RealESRGAN
 from rt4ksr.data.degraded_sets import DegradedSet, degraded_lr, parse_degraded, standard_normal
 from rt4ksr.data.jpeg import jpeg_codec
 from rt4ksr.data.lr_files import make_lr_folder
-from rt4ksr.data.realworld import Draws, add_noise, mixed_kernels, quadratic_form, sinc_kernels
+from rt4ksr.data.realworld.blur import mixed_kernels, quadratic_form, sinc_kernels
+from rt4ksr.data.realworld.draws import Draws
+from rt4ksr.data.realworld.ops import add_noise
 from rt4ksr.errors import ConfigValueError, user_command
 
 DEGRADATIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data" / "degradation").glob("*.yaml"))
