@@ -268,6 +268,31 @@ def test_time_budget_ends_validated_and_saved(tiny):
     assert metrics["reproducible"] is False
 
 
+def test_whole_run_progress_and_time_left_for_a_step_and_a_time_budget(tiny, caplog):
+    """A line after each validation gives the whole run's progress and time left: against max_steps (or
+    max_epochs) as step N/M, against max_time as the time used of the budget, whichever runs out first."""
+    import re
+
+    def progress_lines(*overrides, run):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="rt4ksr.training.callbacks"):
+            train(cfg_for(tiny, *overrides, run=run))
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
+
+    lines = progress_lines("trainer.max_epochs=100", "trainer.max_steps=6", run="steps")
+    assert [line.split(",")[0] for line in lines] == [
+        "progress: step 2/6 (33%)", "progress: step 4/6 (67%)", "progress: step 6/6 (100%)"]
+    assert all(re.search(r", \d+:\d\d:\d\d elapsed, about \d+:\d\d:\d\d left$", line) for line in lines), lines
+    lines = progress_lines("trainer.max_epochs=100000", "trainer.max_time=00:00:00:03", run="timed")
+    assert len(lines) >= 2, lines
+    budget = (r"progress: step (\d+), (\d+:\d\d:\d\d) of the 0:00:03 time budget \((\d+)%\), "
+              r"about (\d+):(\d\d):(\d\d) left")
+    matches = [re.fullmatch(budget, line) for line in lines]
+    assert all(matches), lines
+    steps = [int(m.group(1)) for m in matches]
+    assert steps == sorted(steps) and int(matches[-1].group(3)) >= int(matches[0].group(3))
+
+
 def test_last_checkpoint_on_a_step_interval_survives_a_crash(tiny):
     root = tiny[0]
     cfg = cfg_for(tiny, "trainer.max_epochs=5", "trainer.check_val_every_n_epoch=10",

@@ -8,6 +8,7 @@ them as one ``error:`` line, with the closest option name, and exits with status
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
@@ -22,7 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from rt4ksr.config import CONFIG_DIR
-from rt4ksr.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, ConfigValueError, user_command
+from rt4ksr.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    ConfigValueError,
+    Terminated,
+    sigterm_interrupts,
+    user_command,
+)
 
 # Hydra 1.3's own command-line flags (hydra/_internal/utils.py, get_args_parser)
 HYDRA_FLAGS = frozenset({"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package",
@@ -58,15 +67,17 @@ def hydra_command(config_name: str, flags: Iterable[str] = (), sigterm: bool = T
             os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach this function instead of being printed
             try:
                 check_flags(sys.argv[1:], config_name, flags)
-                return app()
+                with sigterm_interrupts() if sigterm else contextlib.nullcontext():  # while Hydra composes, too
+                    return app()
             except (ConfigCompositionException, OverrideParseException, ConfigValueError) as e:
                 if started:  # raised by the command's own code: not a command-line mistake
                     raise
                 print(f"error: {describe(e, config_name)}", file=sys.stderr)
                 raise SystemExit(EXIT_USER_ERROR) from None
-            except KeyboardInterrupt:  # before the command's code runs (while importing or composing)
-                print("interrupted", file=sys.stderr)
-                raise SystemExit(EXIT_INTERRUPTED) from None
+            except KeyboardInterrupt as e:  # before the command's code runs (while importing or composing)
+                terminated = isinstance(e, Terminated)
+                print("terminated" if terminated else "interrupted", file=sys.stderr)
+                raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
             finally:
                 if full_error is None:
                     os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -4,13 +4,16 @@ A known mistake (a missing file, an unreadable image, weights for another scale,
 disk, a wrong option value) raises a ``UserError`` whose message says what is wrong and what to do. Commands
 run under ``user_command``, which prints that message as ``error: ...`` on stderr and exits with status 1,
 without a traceback. Any other exception is a bug or an environment problem and keeps its traceback.
+Ctrl-C and SIGTERM end a command with one line and the shell's status for the signal (130, 143); a command
+that saves its state first (training) raises ``Stopped``, whose message says what was saved and how to go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,17 +41,34 @@ class UnsupportedInputError(UserError, ValueError):
 
 
 class PartialFailure(UserError):
-    """A run over many files finished, but some failed; ``failures`` lists them."""
+    """A run over many files finished, but some failed; ``failures`` lists them, one line each (``path: reason``,
+    or the reason alone when it names the path)."""
 
     def __init__(self, what: str, failures: list[str], written: int | None = None) -> None:
-        self.failures = failures
+        self.failures = [_failure_line(f) for f in failures]
         rest = "no file was written" if written == 0 else "the others were written"
         super().__init__(f"{len(failures)} {what} failed (listed above); {rest}")
+
+
+def _failure_line(failure: str) -> str:
+    """One line for one failure, its path said once: ``a.png: cannot read a.png`` becomes ``cannot read a.png``."""
+    line = _one_line(Exception(failure))
+    path, sep, reason = line.partition(": ")
+    return reason if sep and path and path in reason else line
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C, so that ``finally`` blocks and the atomic writer's
     cleanup run before the process ends."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A signal (SIGTERM, SIGINT) ended a command after it saved its state; the message says what was saved and
+    how to go on, and ``exit_code`` is the shell's 128 + signal number (143, 130)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -75,7 +95,8 @@ def user_command(fn: F | None = None, *, sigterm: bool = True) -> Any:
 
     Ctrl-C, and SIGTERM (with ``sigterm``: its handler raises ``Terminated`` in the main thread), end the
     command with one line and status 130 or 143 after ``finally`` blocks have removed temporary files.
-    ``sigterm=False`` leaves SIGTERM to the command (training: Lightning stops at a batch boundary itself).
+    ``sigterm=False`` leaves SIGTERM to the command. Training installs its own handlers while it runs, which
+    save a checkpoint first and end with ``Stopped`` (its message, status 143 or 130).
     """
     if fn is None:
         return functools.partial(user_command, sigterm=sigterm)
@@ -88,30 +109,54 @@ def user_command(fn: F | None = None, *, sigterm: bool = True) -> Any:
         previous = _on_sigterm(_raise_terminated) if sigterm else None
         try:
             return fn(*args, **kwargs)
+        except Stopped as e:  # a signal, after the command saved its state: what was saved, how to go on
+            _print(str(e))
+            raise SystemExit(e.exit_code) from None
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: temporary files are gone, finished outputs are complete
             terminated = isinstance(e, Terminated)
-            print("terminated" if terminated else "interrupted", file=sys.stderr)
+            _print("terminated" if terminated else "interrupted")
             raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except PartialFailure as e:
             for failure in e.failures:
-                print(f"failed: {failure}", file=sys.stderr)
-            print(f"error: {e}", file=sys.stderr)
+                _print(f"failed: {failure}")
+            _print(f"error: {e}")
             raise SystemExit(EXIT_FAILURES) from None
         except UserError as e:
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            _print(f"error: {_one_line(e)}")
             raise SystemExit(EXIT_USER_ERROR) from None
         except MissingMandatoryValue as e:  # a '???' option left unset
             key = getattr(e, "full_key", None) or str(e)
-            print(f"error: {key} is required: add {key}=... to the command", file=sys.stderr)
+            _print(f"error: {key} is required: add {key}=... to the command")
             raise SystemExit(EXIT_USER_ERROR) from None
         except InstantiationException as e:  # a config value that the target class rejects
             said = e.__cause__ if isinstance(e.__cause__, UserError) else e  # its own words, when it has them
-            print(f"error: {_one_line(said)}", file=sys.stderr)
+            _print(f"error: {_one_line(said)}")
             raise SystemExit(EXIT_USER_ERROR) from None
         finally:
             _on_sigterm(previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print(line: str) -> None:
+    """A line on stderr, on a line of its own: a progress bar still drawn is cleared first and redrawn below."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(line, file=sys.stderr)
+        return
+    tqdm.write(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` in the main thread (unless a handler is installed
+    already), so that it ends in one line and status 143 like Ctrl-C."""
+    previous = _on_sigterm(_raise_terminated)
+    try:
+        yield
+    finally:
+        _on_sigterm(previous)
 
 
 def _on_sigterm(handler: Any) -> Any:

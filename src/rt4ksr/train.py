@@ -9,7 +9,7 @@ from rt4ksr.deploy.cpu_memory import keep_freed_memory
 from rt4ksr.training.run import train
 
 
-@hydra_command("train", sigterm=False)  # Lightning stops at a batch boundary on SIGTERM itself
+@hydra_command("train")  # during the run itself, train() handles SIGTERM and Ctrl-C (StopOnSignal)
 def main(cfg: DictConfig) -> float | None:
     keep_freed_memory()  # validation and timing on the CPU: reuse freed tensors
     metrics = train(cfg)

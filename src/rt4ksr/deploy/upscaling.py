@@ -2,8 +2,11 @@
 
 Nothing is dropped silently: 16-bit images stay 16-bit, grayscale stays single-channel and neutral, alpha
 is kept (upscaled by the model, as Real-ESRGAN does, or by bicubic interpolation), EXIF orientation is
-honoured, and a video's audio is copied, or re-encoded when the output container cannot hold its codec.
-Every output is written atomically, so an interrupted run never leaves a truncated file under its name.
+honoured. A 10-bit video stays 10-bit where the output's encoder can write it; its audio tracks are copied, or
+re-encoded in their own channel layout when the output container cannot hold their codec; its subtitle tracks,
+attachments and chapters are copied where the container holds them, and what it cannot hold is named. A video
+that ends before its container says is refused. Every output is written atomically, so an interrupted run
+never leaves a truncated file under its name.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rt4ksr.config import bool_option, int_option, number_option
 from rt4ksr.data.io import IMAGE_EXTENSIONS, Picture, read_picture, write_picture
@@ -34,8 +39,15 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts")
 # output codec by container, best first; PyAV's bundled FFmpeg has all of these
 VIDEO_CODECS = {".webm": ("libvpx-vp9",), ".avi": ("mpeg4",)}
 DEFAULT_CODECS = ("libx264", "mpeg4")
+# for input of more than 8 bits, the encoders that keep 10, best first: HEVC Main 10 (which most hardware plays),
+# then H.264 High 10; VP9 profile 2 in WebM where libvpx is built for it; none in AVI (MPEG-4 Part 2 is 8-bit)
+DEEP_CODECS = {".webm": ("libvpx-vp9",), ".avi": ()}
+DEFAULT_DEEP_CODECS = ("libx265", "libx264")
+DEEP_PIX_FMT = "yuv420p10le"
 # the crf each encoder takes: x264/x265 0-51, VP9 0-63; mpeg4 has no crf and gets the quantiser crf/6 (1-31)
 CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "mpeg4": 63}
+MORE_CODECS = {"mpegts": {"h264", "hevc", "aac", "ac3", "eac3", "mp3", "mp2", "opus", "dvb_subtitle",
+                           "dvb_teletext"}}
 AUDIO_ENCODERS = {"opus": ("libopus", "opus"), "vorbis": ("libvorbis", "vorbis"), "mp3": ("libmp3lame", "mp3")}
 ALPHA_MODES = ("model", "bicubic")
 
@@ -246,21 +258,30 @@ def upscale_folder(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | Non
         if report.kept:
             log.info("%d of %d outputs exist and are kept (overwrite=true redoes them)", len(report.kept), len(todo))
         todo = [(p, o, v) for p, o, v in todo if not o.exists()]
-    for p, o, is_video in tqdm(todo, desc="upscale", unit="file", disable=not progress):
-        try:
-            if is_video:
-                upscale_video(up, p, o, batch_size, opts, progress=False)
-            else:
-                upscale_image(up, p, o, opts)
-            report.written.append(o)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            log.warning("failed: %s: out of GPU memory", p)
-            report.failed.append(f"{p}: out of GPU memory: tile=512 (or smaller) upscales it in tiles")
-        except (UserError, OSError, ValueError) as e:  # this file's problem: list it, go on with the rest
-            log.warning("failed: %s", e)
-            report.failed.append(f"{p}: {e}")
+    bar = tqdm(todo, desc="upscale", unit="file", disable=not progress)
+    with logging_redirect_tqdm(), bar:  # the files' own log lines print above the bar, not inside it
+        for p, o, is_video in bar:
+            try:
+                if is_video:
+                    upscale_video(up, p, o, batch_size, opts, progress=False)
+                else:
+                    upscale_image(up, p, o, opts)
+                report.written.append(o)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                report.failed.append(f"{p}: out of GPU memory: tile=512 (or smaller) upscales it in tiles")
+            except (UserError, OSError, ValueError) as e:  # this file's problem: list it, go on with the rest
+                report.failed.append(failure(p, e))
+            if report.failed:  # each failure is listed once, after the bar, when the run ends
+                bar.set_postfix(failed=len(report.failed), refresh=False)
     return report
+
+
+def failure(path: Path, e: BaseException) -> str:
+    """One line for a file that failed: its path, then the reason, the path not said twice when the reason
+    names it already."""
+    reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    return reason if str(path) in reason else f"{path}: {reason}"
 
 
 def check_output_folder(src: Path, dst: Path, opts: OutputOptions) -> None:
@@ -279,6 +300,11 @@ def check_output_folder(src: Path, dst: Path, opts: OutputOptions) -> None:
 # --- videos -------------------------------------------------------------------------------------------------
 
 
+class DamagedVideoError(UserError, ValueError):
+    """A video that ends before its container says it does (a cut download or copy), or that FFmpeg cannot
+    decode to its end: refused, so that a partial upscale never passes as a complete one."""
+
+
 def _even(frame: np.ndarray) -> np.ndarray:
     """yuv420p needs even sizes: an odd output (x3 of an odd input) gets its last row/column repeated."""
     h, w = frame.shape[:2]
@@ -287,9 +313,63 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _audio_plan(av: object, out: object, ain: object) -> tuple[str, str | None]:
+def _bit_depth(vin: Any) -> int:
+    """Bits per sample of the video stream's pixel format (8 when FFmpeg does not say)."""
+    fmt = vin.codec_context.format
+    return max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
+
+
+def _supported(out: Any) -> set[str]:
+    """The codecs the output container takes: FFmpeg's list, and, for MPEG-TS, whose muxer has no list of its own
+    (FFmpeg then names only the defaults, MPEG-2 video and MP2 audio), the codecs its muxer maps to TS streams."""
+    return set(out.supported_codecs) | MORE_CODECS.get(out.format.name, set())
+
+
+def _muxable(out: Any, codec: str) -> bool:
+    """Whether the output container takes ``codec`` (an encoder name or a codec name)."""
+    import av
+
+    supported = _supported(out)
+    if not supported or codec in supported:
+        return True
+    for mode in ("w", "r"):
+        try:
+            return av.codec.Codec(codec, mode).canonical_name in supported
+        except (av.error.FFmpegError, ValueError):  # no encoder (or decoder) of that name
+            continue
+    return False
+
+
+def _video_encoder(av: Any, out: Any, suffix: str, bits: int) -> tuple[str, str, str | None]:
+    """(encoder, pixel format, note): the container's encoder, 10-bit where the input has more than 8 bits and
+    an encoder of this FFmpeg build keeps them, else 8-bit with a note that says so."""
+    suffix = suffix.lower()
+    if bits > 8:
+        for enc in DEEP_CODECS.get(suffix, DEFAULT_DEEP_CODECS):
+            if (enc in av.codecs_available and DEEP_PIX_FMT in _pixel_formats(av, enc)
+                    and _muxable(out, enc)):
+                note = f"{bits}-bit video written 10-bit" if bits > 10 else None
+                return enc, DEEP_PIX_FMT, note
+    codec = next((c for c in VIDEO_CODECS.get(suffix, DEFAULT_CODECS) if c in av.codecs_available), None)
+    if codec is None:
+        raise UnsupportedInputError(f"no video encoder for {suffix} in this FFmpeg build")
+    note = None
+    if bits > 8:
+        deep = next((e for e in DEFAULT_DEEP_CODECS
+                     if e in av.codecs_available and DEEP_PIX_FMT in _pixel_formats(av, e)), None)
+        hint = f"; an .mkv or .mp4 output keeps 10 bits ({deep})" if deep else ""
+        note = f"{bits}-bit video written 8-bit: {codec} in this FFmpeg build writes 8 bits only{hint}"
+    return codec, "yuv420p", note
+
+
+def _pixel_formats(av: Any, encoder: str) -> list[str]:
+    formats = av.codec.Codec(encoder, "w").video_formats or []
+    return [f.name for f in formats]
+
+
+def _audio_plan(av: Any, out: Any, ain: Any) -> tuple[str, str | None]:
     """('copy', None) when the container takes the source's audio codec; else ('encode', encoder)."""
-    supported = out.supported_codecs
+    supported = _supported(out)
     name = ain.codec_context.name
     if not supported or name in supported:
         return "copy", None
@@ -301,7 +381,7 @@ def _audio_plan(av: object, out: object, ain: object) -> tuple[str, str | None]:
                                 f"has no {target} encoder: choose another output container (.mkv takes any)")
 
 
-def _audio_rate(av: object, encoder: str, rate: int | None) -> int:
+def _audio_rate(av: Any, encoder: str, rate: int | None) -> int:
     """The source's sample rate when the encoder takes it, else 48 kHz (Opus takes no 44.1 kHz); the encoder
     resamples the frames it is given to its stream's rate."""
     rates = av.codec.Codec(encoder, "w").audio_rates
@@ -312,9 +392,12 @@ def _audio_rate(av: object, encoder: str, rate: int | None) -> int:
 
 def video_options(codec: str, crf: int) -> dict[str, str]:
     """The encoder options that give quality ``crf`` (lower is better): crf for x264/x265, crf with no bitrate
-    cap for VP9 (its constant-quality mode), a fixed quantiser for mpeg4, which has no crf."""
-    if codec in ("libx264", "libx265"):
+    cap for VP9 (its constant-quality mode), a fixed quantiser for mpeg4, which has no crf. x265 prints its
+    settings on stderr unless told not to."""
+    if codec == "libx264":
         return {"crf": str(crf), "preset": "medium"}
+    if codec == "libx265":
+        return {"crf": str(crf), "preset": "medium", "x265-params": "log-level=error"}
     if codec == "libvpx-vp9":
         return {"crf": str(crf), "b:v": "0"}
     if codec == "mpeg4":
@@ -323,73 +406,263 @@ def video_options(codec: str, crf: int) -> dict[str, str]:
     return {}
 
 
+AVDISCARD_ALL = 48  # FFmpeg's mark on a stream its demuxer reads into something else (MP4's chapter track)
+# stream tags that describe the stream rather than the file's statistics (which the muxer writes anew)
+_KEPT_TAGS = ("language", "title", "handler_name")
+
+
+def _keep_tags(src: Any, dst: Any) -> None:
+    """A copied or re-encoded stream keeps its language, title and flags (default, forced), which players use
+    to pick a track."""
+    for key in _KEPT_TAGS:
+        if src.metadata.get(key):
+            dst.metadata[key] = src.metadata[key]
+    try:
+        dst.disposition = src.disposition
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - a PyAV without dispositions
+        pass
+
+
+def _label(stream: Any, kind: str) -> str:
+    """``subtitle track 3 (mov_text, deu)``: a stream as the messages name it."""
+    name = stream.codec_context.name if stream.codec_context is not None else stream.type
+    lang = stream.metadata.get("language")
+    return f"{kind} track {stream.index} ({name}{', ' + lang if lang and lang != 'und' else ''})"
+
+
+@dataclass
+class _Streams:
+    """Where each kept input stream goes: the video is upscaled; the other streams are copied (packets
+    remuxed) or, for audio the container cannot hold, re-encoded. ``dropped``, ``videos`` and ``data`` name
+    the rest."""
+
+    vin: Any
+    vout: Any
+    decode_format: str  # rgb24, or rgb48le for a 10-bit output
+    copied: dict[int, Any] = field(default_factory=dict)  # input stream index -> output stream
+    encoded: dict[int, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # what the output container cannot hold
+    videos: list[str] = field(default_factory=list)  # other video streams (a cover picture)
+    data: list[str] = field(default_factory=list)  # data tracks (timecodes, sensor data)
+
+    def inputs(self, inp: Any) -> list[Any]:
+        keep = {self.vin.index, *self.copied, *self.encoded}
+        return [s for s in inp.streams if s.index in keep]
+
+
+def _map_streams(av: Any, inp: Any, vin: Any, out: Any, src: Path, dst: Path, size: tuple[int, int],
+                 opts: OutputOptions) -> _Streams:
+    """Every stream of the input, as FFmpeg's ``-map 0`` keeps them: the first video upscaled, every audio and
+    subtitle track and every attachment copied where the output container takes it (audio re-encoded to the
+    container's codec otherwise), chapters and file tags kept. What cannot go in is said in one line."""
+    rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+    bits = _bit_depth(vin)
+    codec, pix_fmt, note = _video_encoder(av, out, dst.suffix, bits)
+    if note:
+        log.warning("%s: %s", src.name, note)
+    vout = out.add_stream(codec, rate=rate)
+    h, w = size
+    vout.width, vout.height = w + w % 2, h + h % 2
+    vout.pix_fmt = pix_fmt
+    vout.options = video_options(codec, opts.crf)
+    if codec == "libx265" and out.format.name in ("mp4", "mov", "ipod"):
+        vout.codec_context.codec_tag = "hvc1"  # the tag Apple's players need for HEVC
+    _keep_tags(vin, vout)
+    streams = _Streams(vin, vout, "rgb48le" if pix_fmt == DEEP_PIX_FMT else "rgb24")
+    audios = list(inp.streams.audio)
+    for ain in audios:
+        label = "audio" if len(audios) == 1 else f"audio track {ain.index}"
+        plan, encoder = _audio_plan(av, out, ain)
+        name, source_rate = ain.codec_context.name, ain.codec_context.sample_rate
+        if plan == "copy":
+            streams.copied[ain.index] = aout = out.add_stream_from_template(ain)
+            log.info("%s: %s: %s copied", src.name, label, name)
+        else:
+            arate = _audio_rate(av, encoder, source_rate)
+            # the source's channel layout: a mono track stays mono, at its level (an encoder's default stereo
+            # would spread it over two channels at -3 dB)
+            aout = out.add_stream(encoder, rate=arate, layout=ain.codec_context.layout)
+            streams.encoded[ain.index] = aout
+            resampled = f", resampled from {source_rate} to {arate} Hz" if arate != (source_rate or arate) else ""
+            log.info("%s: %s: %s cannot go into %s; re-encoded with %s (%s)%s", src.name, label, name, dst.suffix,
+                     encoder, ain.codec_context.layout.name, resampled)
+        _keep_tags(ain, aout)
+    for sin in inp.streams.subtitles:
+        if sin.codec_context is not None and _muxable(out, sin.codec_context.name):
+            streams.copied[sin.index] = sout = out.add_stream_from_template(sin)
+            _keep_tags(sin, sout)
+        else:
+            streams.dropped.append(_label(sin, "subtitle"))
+    for s in inp.streams:
+        if s.type == "attachment":
+            if out.format.name == "matroska":  # fonts of ASS subtitles, cover art: only Matroska holds files
+                out.add_attachment(s.name, s.mimetype, bytes(s.data))
+            else:
+                streams.dropped.append(f"attachment {s.name}")
+        elif s.type == "data" and int(s.discard) < AVDISCARD_ALL:  # not the MP4 chapter track: chapters below
+            streams.data.append(_label(s, "data"))
+        elif s.type == "video" and s is not vin:
+            streams.videos.append(_label(s, "video"))
+    chapters = inp.chapters()
+    if chapters:
+        try:
+            out.set_chapters(chapters)
+        except (av.error.FFmpegError, ValueError, TypeError):  # pragma: no cover - a container without chapters
+            streams.dropped.append(f"{len(chapters)} chapter(s)")
+    for key, value in inp.metadata.items():
+        if key.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
+            out.metadata[key] = value
+    said = []
+    if streams.dropped:
+        said.append(f"{', '.join(streams.dropped)}: {dst.suffix} output cannot hold them (an output in the input's "
+                    f"container, {src.suffix}, keeps them)")
+    if streams.videos:
+        said.append(f"{', '.join(streams.videos)}: one video stream is upscaled")
+    if streams.data:
+        said.append(f"{', '.join(streams.data)}: data tracks are not copied")
+    if said:
+        log.warning("%s: dropped %s", src.name, "; ".join(said))
+    return streams
+
+
+def _clock(text: str | None) -> float | None:
+    """Seconds from a Matroska ``DURATION`` tag (``00:01:02.500000000``); None when there is none."""
+    if not text:
+        return None
+    try:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return None
+
+
+def stated_end(inp: Any, vin: Any) -> tuple[float | None, bool]:
+    """Where the container says the video stream ends (seconds), and whether that is the video's own length (a
+    stream duration, as MP4 and MOV give, or a Matroska/WebM ``DURATION`` tag) rather than the file's, which a
+    longer audio track may make longer. (None, False) when the container does not say."""
+    tb = vin.time_base
+    if vin.duration and tb:
+        start = float(vin.start_time * tb) if vin.start_time is not None else 0.0
+        return start + float(vin.duration * tb), True
+    tagged = _clock(vin.metadata.get("DURATION") or vin.metadata.get("duration"))
+    if tagged:
+        return tagged, True
+    if inp.duration:
+        only_video = all(s.type in ("video", "attachment") for s in inp.streams) and len(inp.streams.video) == 1
+        return ((inp.start_time or 0) + inp.duration) / 1_000_000, only_video
+    return None, False
+
+
+def expected_frames(inp: Any, vin: Any) -> int | None:
+    """The video's frame count: the stream's own (MP4, MOV, AVI), else duration x frame rate (Matroska, WebM)."""
+    if vin.frames:
+        return int(vin.frames)
+    end, _ = stated_end(inp, vin)
+    rate = vin.average_rate or vin.guessed_rate
+    if end is None or not rate:
+        return None
+    start = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
+    return max(1, round((end - start) * float(rate)))
+
+
+@dataclass
+class _Decoded:
+    """What the decoder got through: frames, and where the last one ends (seconds)."""
+
+    frames: int = 0
+    end: float = 0.0
+
+    def add(self, frame: Any, rate: float) -> None:
+        self.frames += 1
+        if frame.pts is not None and frame.time_base:
+            length = float(frame.duration * frame.time_base) if frame.duration else 1.0 / rate
+            self.end = max(self.end, frame.time + length)
+
+
+def _check_complete(src: Path, inp: Any, vin: Any, decoded: _Decoded) -> None:
+    """Refuse a video that stops more than two frames before the end its container states (one cut short); an
+    end that only the file's duration gives (which a longer audio track may set) is not held against it."""
+    if decoded.frames == 0:
+        raise DamagedVideoError(f"{src} has no decodable video frame")
+    end, own = stated_end(inp, vin)
+    rate = float(vin.average_rate or vin.guessed_rate or 25)
+    if end is None or not own:
+        return
+    if decoded.end == 0.0:  # frames without timestamps: count them from the start
+        start = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
+        decoded.end = start + decoded.frames / rate
+    if end - decoded.end > 2.0 / rate + 0.05:
+        total = expected_frames(inp, vin)
+        about = f" of about {total}" if total else ""
+        raise DamagedVideoError(f"{src} is truncated: its video stops at {decoded.end:.2f} s of the {end:.2f} s its "
+                                f"container states ({decoded.frames}{about} frames decoded); no output was written")
+
+
 def upscale_video(up: Upscaler, src: Path, dst: Path, batch_size: int = 4, opts: OutputOptions | None = None,
                   progress: bool = True) -> int:
-    """Decode, upscale in batches, encode; the frame rate is kept and the audio copied (or re-encoded to the
-    container's codec when it cannot hold the source's, which the log says). Decoding, inference and encoding
-    run in three threads joined by bounded queues, so they overlap. Written atomically. Returns frames."""
+    """Decode, upscale in batches, encode; the frame rate and bit depth are kept (10-bit where the output's
+    encoder takes it), and every other stream copied (or re-encoded when the container cannot hold its codec,
+    which the log says). Decoding, inference and encoding run in three threads joined by bounded queues, so
+    they overlap. A video that ends before its container says is refused. Written atomically. Returns
+    frames."""
     av = require("av", "video", "video upscaling")
     opts = opts or OutputOptions()
     try:
         inp = av.open(str(src))
     except av.error.FFmpegError as e:
-        raise UnsupportedInputError(f"cannot open video {src}: {e}") from e
+        raise UnsupportedInputError(f"cannot open video {src}: {_ffmpeg_reason(e)}") from e
     try:
         if not inp.streams.video:
             raise UnsupportedInputError(f"{src} has no video stream")
-        vin = inp.streams.video[0]
+        vin = main_video(av, inp)
         vin.thread_type = "AUTO"
         try:
             vin.codec_context  # noqa: B018 - raises for an unknown codec
         except Exception as e:  # pragma: no cover - depends on the FFmpeg build
             raise UnsupportedInputError(f"{src}: unsupported video codec ({e})") from e
         with atomic_path(dst) as tmp:
-            frames = _transcode(av, up, inp, vin, tmp, dst, batch_size, opts, progress)
-    except av.error.FFmpegError as e:  # a stream FFmpeg cannot decode, convert or encode: one line
-        raise UnsupportedInputError(f"{src}: {e}") from e
+            frames = _transcode(av, up, inp, vin, src, tmp, dst, batch_size, opts, progress)
+    except av.error.FFmpegError as e:  # a stream FFmpeg cannot convert or encode: one line
+        raise UnsupportedInputError(f"{src}: {_ffmpeg_reason(e)}") from e
     finally:
         inp.close()
     return frames
 
 
-def _transcode(av: object, up: Upscaler, inp: object, vin: object, tmp: Path, dst: Path, batch_size: int,
+def main_video(av: Any, inp: Any) -> Any:
+    """The video stream to upscale: the first that is not a cover picture (which MP4 and MKV store as a
+    one-frame video stream, sometimes before the video)."""
+    cover = getattr(getattr(av.stream, "Disposition", None), "attached_pic", 0)
+    return next((s for s in inp.streams.video if not (cover and s.disposition & cover)), inp.streams.video[0])
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    """FFmpeg's reason without the errno and the file name PyAV appends (the message names the file)."""
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _transcode(av: Any, up: Upscaler, inp: Any, vin: Any, src: Path, tmp: Path, dst: Path, batch_size: int,
                opts: OutputOptions, progress: bool) -> int:
-    ain = inp.streams.audio[0] if inp.streams.audio else None
-    rate = vin.average_rate or vin.guessed_rate or Fraction(25)
     out = av.open(str(tmp), "w")
     try:
-        codec = next((c for c in VIDEO_CODECS.get(dst.suffix.lower(), DEFAULT_CODECS) if c in av.codecs_available),
-                     None)
-        if codec is None:
-            raise UnsupportedInputError(f"no video encoder for {dst.suffix} in this FFmpeg build")
-        vout = out.add_stream(codec, rate=rate)
-        h, w = output_size((vin.height, vin.width), up.scale, opts.outscale)
-        vout.width, vout.height = w + w % 2, h + h % 2
-        vout.pix_fmt = "yuv420p"
-        vout.options = video_options(codec, opts.crf)
-        plan, aout = ("none", None), None
-        if ain is not None:
-            plan = _audio_plan(av, out, ain)
-            name, source_rate = ain.codec_context.name, ain.codec_context.sample_rate
-            if plan[0] == "copy":
-                aout = out.add_stream_from_template(ain)
-                log.info("audio: %s copied", name)
-            else:
-                rate = _audio_rate(av, plan[1], source_rate)
-                aout = out.add_stream(plan[1], rate=rate)
-                resampled = f", resampled from {source_rate} to {rate} Hz" if rate != (source_rate or rate) else ""
-                log.info("audio: %s cannot go into %s; re-encoded with %s%s", name, dst.suffix, plan[1], resampled)
-        frames = _pipeline(up, inp, vin, ain, out, vout, aout, plan[0], (h, w), batch_size, progress, dst.name)
+        size = output_size((vin.height, vin.width), up.scale, opts.outscale)
+        streams = _map_streams(av, inp, vin, out, src, dst, size, opts)
+        decoded = _Decoded()
+        frames = _pipeline(up, inp, streams, out, size, batch_size, progress, src, dst.name, decoded)
+        _check_complete(src, inp, vin, decoded)
     finally:
         out.close()
     return frames
 
 
-def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, vout: object, aout: object,
-              audio: str, size: tuple[int, int], batch_size: int, progress: bool, name: str) -> int:
+def _pipeline(up: Upscaler, inp: Any, streams: _Streams, out: Any, size: tuple[int, int], batch_size: int,
+              progress: bool, src: Path, name: str, decoded: _Decoded) -> int:
     import av
 
-    decoded: queue.Queue = queue.Queue(maxsize=8)
+    vin, vout = streams.vin, streams.vout
+    rate = float(vin.average_rate or vin.guessed_rate or 25)
+    fmt = streams.decode_format
+    queued: queue.Queue = queue.Queue(maxsize=8)
     encoded: queue.Queue = queue.Queue(maxsize=8)
     errors: list[BaseException] = []
     stop = threading.Event()  # set by the main thread when it ends: the decoder stops reading
@@ -397,49 +670,54 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
     def decode() -> None:
         try:
             batch: list[np.ndarray] = []
-            streams = [s for s in (vin, ain) if s is not None]
-            for packet in inp.demux(*streams):
+            for packet in inp.demux(*streams.inputs(inp)):
                 if stop.is_set():
                     return
-                if packet.stream is ain:
-                    if audio == "copy" and packet.dts is not None:
-                        decoded.put(("audio", packet))
-                    elif audio == "encode":
-                        decoded.put(("audio_frames", list(packet.decode())))
+                index = packet.stream.index
+                if index in streams.copied:
+                    if packet.size and (packet.dts is not None or packet.pts is not None):
+                        queued.put(("copy", index, packet))
+                    continue
+                if index in streams.encoded:
+                    queued.put(("audio", index, list(packet.decode())))
                     continue
                 for frame in packet.decode():
-                    batch.append(frame.to_ndarray(format="rgb24"))
+                    decoded.add(frame, rate)
+                    batch.append(frame.to_ndarray(format=fmt))
                     if len(batch) == batch_size:
-                        decoded.put(("video", np.stack(batch)))
+                        queued.put(("video", None, np.stack(batch)))
                         batch = []
             if batch:
-                decoded.put(("video", np.stack(batch)))
+                queued.put(("video", None, np.stack(batch)))
+        except av.error.FFmpegError as e:  # the input's fault: where it broke, in one line
+            errors.append(DamagedVideoError(f"{src} is damaged or truncated: decoding failed after {decoded.frames} "
+                                            f"frames ({decoded.end:.2f} s): {_ffmpeg_reason(e)}"))
         except BaseException as e:  # handed to the main thread
             errors.append(e)
         finally:
-            decoded.put(None)
+            queued.put(None)
 
     def encode() -> None:
         try:
             n = 0
             while (item := encoded.get()) is not None:
-                kind, payload = item
-                if kind == "audio":
-                    payload.stream = aout
+                kind, index, payload = item
+                if kind == "copy":
+                    payload.stream = streams.copied[index]
                     out.mux(payload)
-                    continue
-                if kind == "audio_frames":
+                elif kind == "audio":
+                    aout = streams.encoded[index]
                     for f in payload:
                         f.pts = None  # the encoder numbers its own samples
                         out.mux(aout.encode(f))
-                    continue
-                for img in payload:
-                    frame = av.VideoFrame.from_ndarray(_even(resize(img, size)), format="rgb24")
-                    frame.pts = n
-                    n += 1
-                    out.mux(vout.encode(frame))
+                else:
+                    for img in payload:
+                        frame = av.VideoFrame.from_ndarray(_even(resize(img, size)), format=fmt)
+                        frame.pts = n
+                        n += 1
+                        out.mux(vout.encode(frame))
             out.mux(vout.encode(None))
-            if audio == "encode":
+            for aout in streams.encoded.values():
                 out.mux(aout.encode(None))
         except BaseException as e:
             errors.append(e)
@@ -451,23 +729,23 @@ def _pipeline(up: Upscaler, inp: object, vin: object, ain: object, out: object, 
         t.start()
     frames = 0
     decoder_done = False
-    bar = tqdm(total=vin.frames or None, desc=f"upscale {name}", unit="frame", disable=not progress)
+    bar = tqdm(total=expected_frames(inp, vin), desc=f"upscale {name}", unit="frame", disable=not progress)
     try:
         while not errors:  # a failed decoder or encoder ends the run: no use upscaling the rest
-            item = decoded.get()
+            item = queued.get()
             if item is None:
                 decoder_done = True
                 break
-            kind, payload = item
+            kind, index, payload = item
             if kind == "video":
                 payload = up(payload)
                 frames += len(payload)
                 bar.update(len(payload))
-            encoded.put((kind, payload))
+            encoded.put((kind, index, payload))
     finally:
         stop.set()
         while not decoder_done:  # unblock the decoder's put until it has said it ended
-            decoder_done = decoded.get() is None
+            decoder_done = queued.get() is None
         encoded.put(None)
         for t in threads:
             t.join()

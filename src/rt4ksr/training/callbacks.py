@@ -1,4 +1,5 @@
-"""Callbacks: deploy-form timing after each validation, an always-current last.ckpt, and run health checks."""
+"""Callbacks: deploy-form timing after each validation, an always-current last.ckpt, run health checks, and the
+whole run's progress and time left."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, Timer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from rt4ksr.data.degradation import imresize
 from rt4ksr.deploy.timing import time_inference, uhd_input
 from rt4ksr.models import reparameterize
 from rt4ksr.quality.evaluate import evaluate
-from rt4ksr.training.module import SRModule
+from rt4ksr.training.module import NonFiniteLossError, SRModule
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,15 @@ class LastCheckpoint(Checkpoint):
     """``last.ckpt`` always holds the newest state, whatever the monitored metric does.
 
     It is written after every validation, every ``every_n_steps`` steps and every ``every_minutes`` minutes of
-    training, when the run ends (by epochs, steps or time) and on Ctrl-C, so a crash loses at most one interval
-    and ``ckpt_path=.../last.ckpt`` resumes from where the run was. A save that falls on an epoch's last batch
-    waits for the epoch's end, where Lightning resumes exactly; a mid-epoch save resumes with that epoch's
-    remaining batches redrawn. Each write goes to a temporary file that then replaces the old one, so a crash
-    while saving leaves the previous ``last.ckpt`` whole, and the loss is checked for NaN/inf first, so no
-    ``last.ckpt`` holds broken weights.
+    training, when the run ends (by epochs, steps or time), and when a signal stops it (SIGTERM, Ctrl-C: Lightning
+    stops at a batch boundary and raises ``SIGTERMException``), so a crash loses at most one interval and
+    ``ckpt_path=.../last.ckpt`` resumes from where the run was. A stop before this run trained a step saves
+    nothing: the checkpoint it started from stays as it was. A save that falls on an epoch's last batch waits
+    for the epoch's end, where Lightning resumes exactly; a mid-epoch save resumes with that epoch's remaining
+    batches redrawn (a stop during a validation ends it there: the resumed run trains on and validates at its
+    next check). Each write goes to a temporary file that then replaces the old one, so a crash while saving
+    leaves the previous ``last.ckpt`` whole, and the loss is checked for NaN/inf first, so no ``last.ckpt``
+    holds broken weights.
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_minutes: float | None = 5.0,
@@ -105,11 +110,23 @@ class LastCheckpoint(Checkpoint):
         self.path = Path(dirpath) / filename
         self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
         self._saved_step: int | None = None
+        self._start_step: int | None = None  # where this process's training started (None: not yet)
         self._pending = False
         self._last_time = time.monotonic()
 
+    @property
+    def start_step(self) -> int | None:
+        """The global step this process's training started from (None: it has not started)."""
+        return self._start_step
+
+    @property
+    def saved_step(self) -> int | None:
+        """The global step this process last wrote to ``last.ckpt`` (None: it wrote none)."""
+        return self._saved_step if self.path.is_file() else None
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_time = time.monotonic()
+        self._start_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
@@ -131,9 +148,16 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):  # not after a non-finite loss: the last good one stays
-            self.save(trainer, pl_module)
-            log.warning("interrupted: checkpoint saved to %s (resume with ckpt_path=%s)", self.path, self.path)
+        """Save on Ctrl-C and on a signal (also when it killed a DataLoader worker first), while fitting and past
+        the step this run started from; not after a non-finite loss or a second signal (the last whole save
+        stays), and never in a test or validation outside fitting, where the module may hold other weights."""
+        stopped = isinstance(exception, KeyboardInterrupt | SIGTERMException) or trainer.received_sigterm
+        if (not stopped or isinstance(exception, NonFiniteLossError) or trainer.state.fn != TrainerFn.FITTING
+                or self._start_step is None or trainer.global_step <= self._start_step):
+            return
+        if isinstance(exception, KeyboardInterrupt) and trainer.received_sigterm:
+            return  # a second signal, which stops at once, perhaps mid-step: the last whole save stays
+        self.save(trainer, pl_module)
 
     def _save_now_or_at_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -154,6 +178,75 @@ class LastCheckpoint(Checkpoint):
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         self._saved_step, self._last_time = trainer.global_step, time.monotonic()
+
+
+class RunProgress(Callback):
+    """The whole run's progress and time left, one line after each validation and every ``every_minutes``
+    minutes of training (Lightning's bar shows one epoch's): ``progress: step 400/2000 (20%), 0:05:10 elapsed,
+    about 0:20:40 left``. The budget is whichever runs out first of ``max_steps``, ``max_epochs`` x the steps
+    of an epoch, and ``max_time`` (``progress: step 400, 0:05:10 of the 0:10:00 time budget (52%), about
+    0:04:50 left``); the time a step budget leaves is measured from this process's pace, validations included.
+    """
+
+    def __init__(self, every_minutes: float | None = 5.0) -> None:
+        self.every_minutes = every_minutes
+        self._start: tuple[float, int] | None = None  # (time, global step) when this process started training
+        self._last = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = (time.monotonic(), trainer.global_step)
+        self._last = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.every_minutes and time.monotonic() - self._last >= 60 * self.every_minutes:
+            self.report(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self.report(trainer)
+
+    def report(self, trainer: L.Trainer) -> None:
+        self._last = time.monotonic()
+        if trainer.is_global_zero:
+            log.info("progress: %s", self.status(trainer))
+
+    @staticmethod
+    def step_budget(trainer: L.Trainer) -> int | None:
+        """The steps the run may take: ``max_steps`` or ``max_epochs`` x the optimizer steps of an epoch, the
+        fewer (None: neither bounds it)."""
+        budgets = [trainer.max_steps] if trainer.max_steps and trainer.max_steps > 0 else []
+        batches = trainer.num_training_batches
+        if trainer.max_epochs and trainer.max_epochs > 0 and batches and batches != float("inf"):
+            budgets.append(trainer.max_epochs * -(-int(batches) // trainer.accumulate_grad_batches))
+        return min(budgets) if budgets else None
+
+    def status(self, trainer: L.Trainer) -> str:
+        """``step N/M (P%), T elapsed, about T left`` for a step (or epoch) budget, ``step N, T of the T time
+        budget (P%), about T left`` when the time budget runs out first."""
+        step, now = trainer.global_step, time.monotonic()
+        started, first = self._start or (now, step)
+        elapsed = now - started
+        pace = (step - first) / elapsed if elapsed > 0 and step > first else None
+        steps = self.step_budget(trainer)
+        steps_left = (steps - step) / pace if steps and pace else None
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # Lightning's, for max_time
+        remaining = timer.time_remaining("train") if timer is not None else None
+        if remaining is not None:
+            used = timer.time_elapsed("train")
+            budget, time_left = used + remaining, max(0.0, remaining)
+            if steps_left is None or time_left <= steps_left:
+                return (f"step {step}, {_clock(used)} of the {_clock(budget)} time budget "
+                        f"({100 * min(used / budget, 1):.0f}%), about {_clock(time_left)} left")
+        if steps:
+            left = f"about {_clock(steps_left)} left" if steps_left is not None else "time left not known yet"
+            return f"step {step}/{steps} ({100 * step / steps:.0f}%), {_clock(elapsed)} elapsed, {left}"
+        return f"step {step}, {_clock(elapsed)} elapsed (no step or time budget)"
+
+
+def _clock(seconds: float) -> str:
+    """``1:02:03`` (hours:minutes:seconds)."""
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class RunHealth(Callback):

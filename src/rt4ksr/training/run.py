@@ -2,30 +2,38 @@
 
 Each part does one job: build the module, fit, validate the final state, test the final and the best state
 (Lightning's test loop, the best one from its checkpoint), save deploy-form weights, time, write the report.
-``train(cfg)`` runs them in order.
+``train(cfg)`` runs them in order. SIGTERM (a scheduler's stop, systemd, ``timeout``) and Ctrl-C stop it at a
+batch boundary with ``last.ckpt`` saved and one line that gives the command to resume (``StopOnSignal``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shlex
+import signal
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.errors import ConfigValueError, Stopped
 from rt4ksr.files import torch_save, write_json, write_text
-from rt4ksr.models import load_into, read_state_dict, reparameterize
+from rt4ksr.models import load_into, pretrained, read_state_dict, reparameterize
 from rt4ksr.models.checkpoint import is_deploy_state, portable_state_dict
 from rt4ksr.quality.evaluate import format_table
-from rt4ksr.training.callbacks import DeployTiming, LastCheckpoint, RunHealth
+from rt4ksr.training.callbacks import DeployTiming, LastCheckpoint, RunHealth, RunProgress
 from rt4ksr.training.module import SRModule
 
 log = logging.getLogger(__name__)
@@ -41,15 +49,20 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def build_module(cfg: DictConfig) -> SRModule:
-    """The configured network wrapped for training; ``init_from`` starts it from existing weights. The scheduler
-    config carries its own ``interval`` (``step`` or ``epoch``)."""
+    """The configured network wrapped for training; ``init_from`` starts it from existing weights (a file or a
+    zoo entry). The scheduler config carries its own ``interval`` (``step`` or ``epoch``)."""
     net = instantiate(cfg.model)
     if cfg.get("init_from"):
-        state = read_state_dict(hydra.utils.to_absolute_path(cfg.init_from))
-        if is_deploy_state(state):
-            raise ConfigValueError(f"init_from={cfg.init_from} holds fused weights; training needs a training-form "
-                             "checkpoint (official .pth, Lightning .ckpt or a training-form state dict)")
-        load_into(net, state, cfg.init_from)
+        source = str(cfg.init_from)
+        path = hydra.utils.to_absolute_path(source)
+        if not Path(path).exists() and source in pretrained.names():
+            path = str(pretrained.entry(source).path)
+        state = read_state_dict(path)
+        if is_deploy_state(state) and net.config["is_train"]:
+            raise ConfigValueError(f"init_from={source} holds fused weights; a training-form network needs a "
+                                   "training-form checkpoint (official .pth, Lightning .ckpt or a training-form state "
+                                   "dict), or train the deploy form itself (model.is_train=false)")
+        load_into(net, state, source)
         log.info("weights initialised from %s", cfg.init_from)
     scheduler, interval = None, "epoch"
     if cfg.get("scheduler"):
@@ -73,6 +86,7 @@ def validate_final_state(trainer: L.Trainer, module: SRModule, datamodule: Any) 
     if module.validated_step != trainer.global_step:
         log.info("validating the final state (step %d)", trainer.global_step)
         trainer.validate(module, datamodule=datamodule, verbose=False)
+        _stop_if_signalled(trainer)
 
 
 def measure_state(trainer: L.Trainer, module: SRModule, datamodule: Any, ckpt_path: str | None = None
@@ -82,6 +96,7 @@ def measure_state(trainer: L.Trainer, module: SRModule, datamodule: Any, ckpt_pa
     if not datamodule.benchmark_datasets():
         return {}
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    _stop_if_signalled(trainer)
     return dict(module.results.get("test", {}))
 
 
@@ -207,8 +222,151 @@ def _wandb_summary(trainer: L.Trainer, metrics: dict[str, Any], health: RunHealt
             lg.experiment.summary.update(flat)
 
 
+class StopOnSignal(Callback):
+    """SIGTERM and SIGINT (Ctrl-C) during a run, handled as Lightning handles SIGTERM (its ``SignalConnector``,
+    as under SLURM): the first signal sets ``trainer.received_sigterm``, Lightning's loops stop at their next
+    batch boundary with ``SIGTERMException``, ``LastCheckpoint`` saves ``last.ckpt``, and ``train`` ends with
+    ``Stopped``: one line with the command that resumes, status 143 (SIGTERM) or 130 (SIGINT). Outside
+    Lightning's loops (setting up, writing the final files) a signal stops at once, as does a second signal.
+
+    A signal sent to the whole process group reaches the DataLoader workers too. They inherit these handlers,
+    which leave SIGINT to the main process; SIGTERM ends them (PyTorch's worker handler exits on it), and their
+    end is part of the stop: from the first signal, PyTorch's SIGCHLD check, which would raise "DataLoader
+    worker ... killed" wherever the main process is (in the middle of writing last.ckpt), is off, and a worker
+    found dead when the next batch is fetched ends the run as the signal does, with last.ckpt saved.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    # Lightning's own lines about a signal ("Received SIGTERM", "Detected KeyboardInterrupt, attempting graceful
+    # shutdown"): the stop is said in one line instead
+    QUIET = ("lightning.pytorch.trainer.connectors.signal_connector", "lightning.pytorch.utilities.rank_zero")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.trainer: L.Trainer | None = None
+        self.finished_fit = False
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
+        self._sigchld: Any = None  # PyTorch's SIGCHLD handler, set aside from the first signal on
+        self._levels: dict[str, int] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        self._quiet(self.QUIET[0])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if self._sigchld is not None:
+            signal.signal(signal.SIGCHLD, self._sigchld)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+
+    def _quiet(self, name: str) -> None:
+        logger = logging.getLogger(name)
+        self._levels.setdefault(name, logger.level)
+        logger.setLevel(logging.WARNING)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker: the main process ends the run
+            return
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        self._quiet(self.QUIET[1])
+        if hasattr(signal, "SIGCHLD"):  # workers the signal ended: said when fetching, not mid-save
+            self._sigchld = signal.signal(signal.SIGCHLD, _ignore)  # a Python no-op: a SIGCHLD already on its way
+            # finds a Python handler (with SIG_DFL, Python would print "Signal 17 ignored due to race condition")
+        connector = getattr(self.trainer, "_signal_connector", None)
+        if connector is not None and connector._original_handlers:  # Lightning's loops run and check the flag
+            connector.received_sigterm = True
+            return
+        raise KeyboardInterrupt  # setting up or writing the final files: nothing is half-trained
+
+    def check(self) -> None:
+        """Stop here if a signal came while Lightning ran a loop to its end (a signal on a loop's last batch)."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+    def stopped(self, cfg: DictConfig) -> BaseException:
+        """What ends the command: ``Stopped`` with the line to print (on rank 0; a quiet exit elsewhere)."""
+        code = 128 + int(self.signum or signal.SIGINT)
+        trainer = self.trainer
+        if trainer is not None and not trainer.is_global_zero:
+            return SystemExit(code)
+        what = "terminated" if self.signum == signal.SIGTERM else "interrupted"
+        last = _find(trainer, LastCheckpoint) if trainer is not None else None
+        step = last.saved_step if last is not None else None
+        if step is not None:
+            path = last.path.resolve()
+            now = trainer.global_step
+            where = (f"after training (step {now}), before its final files were written" if self.finished_fit
+                     else f"at step {now}")
+            saved = (f"checkpoint saved to {path}" if step == now
+                     else f"the newest checkpoint, of step {step}, is {path}")
+            return Stopped(f"{what} {where}: {saved}; resume with: {resume_command(path)}", code)
+        given = Path(hydra.utils.to_absolute_path(cfg.ckpt_path)) if cfg.get("ckpt_path") else None
+        again = f"resume with: {resume_command(given)}" if given else f"start again with: {resume_command(None)}"
+        start = last.start_step if last is not None and last.start_step is not None else 0
+        if trainer is not None and trainer.global_step > start:  # trained, but nothing saved
+            why = ("the callbacks have no last_checkpoint" if last is None
+                   else "fast_dev_run writes none" if trainer.fast_dev_run else "the stop came mid-step")
+            return Stopped(f"{what} at step {trainer.global_step}: no checkpoint written ({why}); {again}", code)
+        if given is not None:  # nothing trained past the checkpoint the run started from
+            return Stopped(f"{what} before training went past {given}; {again}", code)
+        return Stopped(f"{what} before the first training step: nothing to resume; {again}", code)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    return None
+
+
+def _stop_if_signalled(trainer: L.Trainer) -> None:
+    stop = _find(trainer, StopOnSignal)
+    if stop is not None:
+        stop.check()
+
+
+def resume_command(ckpt: Path | None) -> str:
+    """The command that goes on with this run: ``rt4ksr train``, the overrides it was given, ``ckpt_path``
+    set to ``ckpt``; quoted for a POSIX shell."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = [*HydraConfig.get().overrides.hydra, *HydraConfig.get().overrides.task]
+    except ValueError:  # composed without Hydra's main (tests, notebooks): no command line to repeat
+        overrides = []
+    skip = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=", "hydra.mode=")
+    args = [o for o in overrides if not o.startswith(skip)]
+    if ckpt is not None:
+        args.append(f"ckpt_path={_override_value(str(ckpt))}")
+    return " ".join(["rt4ksr", "train", *(shlex.quote(a) for a in args)])
+
+
+def _override_value(value: str) -> str:
+    """A path as a Hydra override value: quoted when it holds characters the override grammar would parse."""
+    if all(c.isalnum() or c in "/._-:~+" for c in value):
+        return value
+    body = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # inside quotes, backslashes are literal
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body) + "'"  # except before a quote or at the end
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job as configured and return the final metrics (empty on ranks other than 0)."""
+    """Run one training job as configured and return the final metrics (empty on ranks other than 0). SIGTERM
+    or Ctrl-C during it saves ``last.ckpt`` and raises ``Stopped`` (see ``StopOnSignal``)."""
+    with StopOnSignal() as stop, logging_redirect_tqdm():  # log lines print above Lightning's bar, not inside it
+        try:
+            return _train(cfg, stop)
+        except (KeyboardInterrupt, SystemExit, RuntimeError):  # SystemExit: Lightning's, after a KeyboardInterrupt
+            if stop.signum is None:  # RuntimeError: a DataLoader worker the signal reached first
+                raise
+            raise stop.stopped(cfg) from None
+
+
+def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     datamodule.check_sources()  # a missing data folder is said before anything starts
     if cfg.get("seed") is not None:
@@ -216,9 +374,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     out_dir = Path(cfg.paths.output_dir)
     module = build_module(cfg)
-    callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks = [*_instantiate_all(cfg.get("callbacks")), RunProgress(), stop]
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    stop.trainer = trainer
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,5 +390,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     ckpt_path=hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     except torch.cuda.OutOfMemoryError as e:
         raise RuntimeError(OOM_HINT) from e
+    stop.finished_fit = True
+    stop.check()
     seconds = time.perf_counter() - start
     return finish(cfg, trainer, module, datamodule, out_dir, seconds)
