@@ -60,7 +60,9 @@ def test_known_mistakes_are_one_line(tmp_path, weights):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     one_line_error(run("rt4ksr.upscale", ck, f"input={tmp_path / 'broken.png'}", f"output={tmp_path / 'o.png'}"),
                    "cannot read image", "broken.png")
-    one_line_error(run("rt4ksr.upscale", f"input={tmp_path / 'x.png'}", "output=o.png"), "ckpt_path is required")
+    one_line_error(run("rt4ksr.upscale", "output=o.png"), "input is required")
+    one_line_error(run("rt4ksr.upscale", "weights=rt4ksr-x9", f"input={weights / 'img.png'}", "output=o.png"),
+                   "weights=rt4ksr-x9: no such zoo entry", "rt4ksr zoo")
     one_line_error(run("rt4ksr.upscale", f"ckpt_path={weights / 'x3.pth'}", f"input={weights / 'img.png'}",
                        f"output={tmp_path / 'o.png'}"), "does not fit", "model=rt4ksr_x3")
     one_line_error(run("rt4ksr.export", ck, "format=tflite"), "format must be one of")

@@ -54,6 +54,25 @@ def test_wheel_runs_every_kind_of_command_from_outside_the_checkout(installed, t
     assert proc.returncode == 0 and "quickstart" in proc.stdout, proc.stderr[-3000:]
 
 
+def test_the_installed_package_upscales_with_its_own_weights(installed, tmp_path):
+    """From a folder outside the checkout, with no weights argument: the bundled zoo at x2, x3 and x4."""
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    for args, scale in (((), 2), (("-s", "3"), 3), (("-s", "4"), 4)):
+        out = tmp_path / f"x{scale}.png"
+        proc = run_in(installed, "rt4ksr", "upscale", "-i", str(photo), "-o", str(out), *args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert cv2.imread(str(out)).shape[:2] == (20 * scale, 28 * scale)
+        assert f"the zoo's default at x{scale}" in proc.stdout + proc.stderr
+    proc = run_in(installed, "rt4ksr", "zoo", cwd=tmp_path)
+    assert proc.returncode == 0 and "official-x2" in proc.stdout and "rt4ksr-x4" in proc.stdout, proc.stderr
+    proc = run_in(installed, "rt4ksr", "zoo", "name=rt4ksr-x4", cwd=tmp_path)
+    assert proc.returncode == 0 and f"path: {installed}" in proc.stdout, proc.stdout  # the wheel's copy
+
+
 def test_a_users_config_folder_extends_the_packaged_ones(installed, tmp_path):
     mine = tmp_path / "my_configs" / "model"
     mine.mkdir(parents=True)

@@ -18,7 +18,7 @@ from rt4ksr.config import resolve_device
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.throughput import degradation_fidelity, loader_crops_per_s, time_ms
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.deploy.inference import build_model
+from rt4ksr.deploy.inference import load_model
 from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.deploy.timing import uhd_input
 from rt4ksr.errors import ConfigValueError
@@ -31,12 +31,12 @@ from rt4ksr.models.checkpoint import is_deploy_state
 def speed_main(cfg: DictConfig) -> None:
     keep_freed_memory()  # as every command that runs the model does
     device = resolve_device(cfg.device)
-    deploy = build_model(cfg.model, cfg.ckpt_path)
+    deploy, source = load_model(cfg)  # no weights: the configured model, randomly initialised (the same speed)
     train_model = None
-    if cfg.ckpt_path is None:
+    if source is None:
         train_model = instantiate(cfg.model)
     else:
-        state = read_state_dict(hydra.utils.to_absolute_path(cfg.ckpt_path))
+        state = read_state_dict(hydra.utils.to_absolute_path(source))
         if not is_deploy_state(state):
             train_model = load_into(instantiate(cfg.model), state)
     scale = deploy.scale
@@ -47,7 +47,11 @@ def speed_main(cfg: DictConfig) -> None:
     print(format_rows(rows))
     report: dict[str, Any] = {"scale": scale, "rows": rows,
                               "kernel_options": OmegaConf.to_container(cfg.kernel_options)}
-    if cfg.fp16_check and Path(cfg.data.testsets_dir).is_dir():
+    skipped = fp16_check_skipped(cfg, source)
+    if skipped:
+        report["fp16_check"] = {"skipped": skipped}
+        print(f"fp16 check skipped: {skipped}")
+    elif cfg.fp16_check:
         check = fp16_psnr_loss(deploy, device, cfg.data.testsets_dir, list(cfg.fp16_check_sets), scale,
                                cfg.data.get("lr_cache_dir"), OmegaConf.to_container(cfg.kernel_options))
         report["fp16_check"] = check
@@ -58,6 +62,18 @@ def speed_main(cfg: DictConfig) -> None:
                 print(f"kernels (fp16) on {name}: {r['psnr_kernels']:.4f} dB (loss {r['kernels_loss_db']:.4f} dB)")
     if cfg.json:
         write_json(hydra.utils.to_absolute_path(cfg.json), report)
+
+
+def fp16_check_skipped(cfg: DictConfig, source: str | None) -> str | None:
+    """Why the fp16 check cannot run (said in the output, never silently), or None when it can or is off."""
+    if not cfg.fp16_check:
+        return None
+    if source is None:
+        return "the model has random weights; give weights=<name> ('rt4ksr zoo' lists them) or ckpt_path=<file>"
+    if not Path(cfg.data.testsets_dir).is_dir():
+        return (f"no test sets at {cfg.data.testsets_dir}; set paths.data_dir=<folder> (or RT4KSR_DATA_DIR) to the "
+                "folder that holds testsets/")
+    return None
 
 
 @hydra_command("benchmark_data")

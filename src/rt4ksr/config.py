@@ -87,6 +87,17 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
+def named_on_command_line(group: str) -> bool:
+    """Whether the command line set ``group`` or one of its keys (``model=rt4ksr_x3``, ``model.scale=3``), as
+    opposed to the config's default: a choice the user made is checked, a default gives way."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    overrides = HydraConfig.get().overrides.task
+    return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("/", 1)[0] == group for o in overrides)
+
+
 def resolve_device(name: str | int = "auto") -> torch.device:
     """``auto`` takes CUDA when present, else the CPU; a device this machine or this torch build does not have
     is a ``ConfigValueError`` that says why (a CPU-only torch, no GPU, an index past the last GPU)."""

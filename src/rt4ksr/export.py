@@ -1,4 +1,5 @@
-"""``python -m rt4ksr.export ckpt_path=... format=onnx|torchscript|safetensors``: the deploy-form model as a file."""
+"""``python -m rt4ksr.export [weights=NAME | ckpt_path=FILE] format=onnx|torchscript|safetensors``: the deploy-form
+model as a file (the zoo's default for the scale when no weights are given)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rt4ksr.command import hydra_command
 from rt4ksr.config import bool_option
 from rt4ksr.deploy.exporters import FORMATS, export, static_shape
-from rt4ksr.deploy.inference import build_model
+from rt4ksr.deploy.inference import load_model
 from rt4ksr.errors import ConfigValueError
 from rt4ksr.files import check_writable
 
@@ -23,13 +24,13 @@ def main(cfg: DictConfig) -> None:
     size = static_shape(cfg.format, OmegaConf.to_container(value) if isinstance(value, ListConfig) else value,
                         cfg.batch_size)
     fp16 = bool_option("fp16", cfg.fp16)
+    model, source = load_model(cfg, default_scale=cfg.model.scale)
     static = f"_{size[0]}x{size[1]}" if size else ""
-    name = f"{Path(str(cfg.ckpt_path)).stem}{static}{'_fp16' if fp16 else ''}{FORMATS[cfg.format]}"
+    name = f"{Path(str(source)).stem}{static}{'_fp16' if fp16 else ''}{FORMATS[cfg.format]}"
     out = Path(to_absolute_path(str(cfg.output))) if cfg.output else Path.cwd() / name
     if out.is_dir():
         out = out / name
     check_writable(out.parent)
-    model = build_model(cfg.model, cfg.ckpt_path)
     path = export(model, cfg.format, out, fp16, input_size=size, batch_size=cfg.batch_size)
     shape = f", static input {cfg.batch_size}x3x{size[0]}x{size[1]}" if size else ""
     print(f"exported {cfg.format}{' fp16' if fp16 else ''}{shape}: {path}")

@@ -1,6 +1,7 @@
-"""``rt4ksr upscale ckpt_path=... input=PATH output=PATH``: upscale an image, a folder or a video.
+"""``rt4ksr upscale input=PATH output=PATH [weights=NAME | ckpt_path=FILE]``: upscale an image, a folder or a video.
 
-Real-ESRGAN's flags (``-i``, ``-o``, ``-s``, ``-t``, ``--tile_pad``, ``--fp32``, ``--suffix``, ``--ext``,
+With no weights given, the zoo's default model for the scale does it (x2; ``-s 3`` or ``model=rt4ksr_x3``: x3).
+Real-ESRGAN's flags (``-i``, ``-o``, ``-n``, ``-s``, ``-t``, ``--tile_pad``, ``--fp32``, ``--suffix``, ``--ext``,
 ``--model_path``, ``--alpha_upsampler``, ``-g``) are accepted beside the Hydra overrides.
 """
 
@@ -15,24 +16,23 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from rt4ksr.command import hydra_command
-from rt4ksr.config import bool_option, int_option, resolve_device
+from rt4ksr.config import bool_option, int_option, named_on_command_line, resolve_device
 from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.deploy.inference import BACKENDS, Upscaler, build_model
+from rt4ksr.deploy.inference import BACKENDS, Upscaler, load_model
 from rt4ksr.deploy.upscaling import OutputOptions, check_paths, upscale_path
 from rt4ksr.errors import ConfigValueError, PartialFailure
+from rt4ksr.models.pretrained import scale_for
 
 log = logging.getLogger(__name__)
 
 # Real-ESRGAN's inference_realesrgan.py flags -> this command's options
 FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output", "-s": "outscale",
          "--outscale": "outscale", "-t": "tile", "--tile": "tile", "--tile_pad": "tile_pad", "--suffix": "suffix",
-         "--ext": "ext", "--model_path": "ckpt_path", "-g": "device", "--gpu-id": "device",
-         "--alpha_upsampler": "alpha"}
+         "--ext": "ext", "--model_path": "ckpt_path", "-n": "weights", "--model_name": "weights", "-g": "device",
+         "--gpu-id": "device", "--alpha_upsampler": "alpha"}
 SWITCHES = {"--fp32": "half=false", "--half": "half=true"}
 # Real-ESRGAN's flags that have no counterpart here, and what to do instead
 UNSUPPORTED = {
-    "-n": "rt4ksr has no model names: give the weights with ckpt_path=PATH (or --model_path PATH)",
-    "--model_name": "rt4ksr has no model names: give the weights with ckpt_path=PATH (or --model_path PATH)",
     "--face_enhance": "face enhancement (GFPGAN) is not part of rt4ksr: run GFPGAN on the output separately",
     "-dn": "rt4ksr has no denoise strength: train or pick weights for the degradation you need",
     "--denoise_strength": "rt4ksr has no denoise strength: train or pick weights for the degradation you need",
@@ -90,10 +90,17 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigValueError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
 
 
+def default_scale(cfg: DictConfig, outscale: float | None) -> int:
+    """The zoo scale to use when no weights are given: the model the command line named (``model=rt4ksr_x3``),
+    else the one that serves ``outscale`` (``-s 3``: x3; ``-s 3.5``: x4, resized down), else x2."""
+    if named_on_command_line("model") or outscale is None:
+        return int(cfg.model.scale)
+    return scale_for(outscale)
+
+
 @hydra_command("upscale", flags=[*FLAGS, *SWITCHES])
 def run(cfg: DictConfig) -> None:
     keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
-    ckpt_path = cfg.ckpt_path  # required: said first when missing
     opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=cfg.ext, alpha=cfg.alpha,
                          overwrite=cfg.overwrite, quality=cfg.quality, crf=cfg.crf)
     check_options(cfg)
@@ -104,7 +111,7 @@ def run(cfg: DictConfig) -> None:
         log.warning("half=true applies on CUDA: the CPU runs fp32 (fp16 there is slower and less exact)")
         half = False
     check_paths(src, dst, opts)
-    model = build_model(cfg.model, ckpt_path)
+    model, _ = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
     up = Upscaler(model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
                   kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
                   backend=cfg.backend)

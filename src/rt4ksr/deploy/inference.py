@@ -16,12 +16,13 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from rt4ksr.config import int_option
+from rt4ksr.config import int_option, named_on_command_line
 from rt4ksr.errors import ConfigValueError
 from rt4ksr.extras import require
 from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
 from rt4ksr.models.checkpoint import is_deploy_state, read_config
 from rt4ksr.models.layers import ECA, SimplifiedChannelAttention
+from rt4ksr.models.pretrained import weights_path
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,23 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any] | None, ckpt_path: str
                                "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design)")
     load_into(model, state, path)
     return reparameterize(model)
+
+
+def load_model(cfg: DictConfig, default_scale: int | None = None) -> tuple[nn.Module, str | None]:
+    """The deploy-form model a command runs and the file it came from: its ``ckpt_path``, the zoo entry
+    ``weights``, or, given neither, the zoo's default at ``default_scale`` (with no default scale: the configured
+    model, randomly initialised, and None).
+
+    Files that carry their config decide the architecture; a model the command line named (``model=rt4ksr_x3``)
+    must then agree with them on the scale, since that is what the user asked for.
+    """
+    path = weights_path(cfg.get("ckpt_path"), cfg.get("weights"), default_scale)
+    model = build_model(cfg.model, path)
+    if path is not None and named_on_command_line("model") and model.scale != cfg.model.scale:
+        given = f"weights={cfg.weights}" if cfg.get("weights") else f"ckpt_path={cfg.get('ckpt_path') or path}"
+        raise ConfigValueError(f"{given} is an x{model.scale} model, but the model options ask for x{cfg.model.scale}: "
+                               f"drop them (the weights carry their config) or give x{cfg.model.scale} weights")
+    return model, path
 
 
 def model_from_config(config: Mapping[str, Any], **overrides: Any) -> RTSRN:

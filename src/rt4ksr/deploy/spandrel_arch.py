@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rt4ksr.extras import require
+from rt4ksr.models import pretrained
 from rt4ksr.models.checkpoint import (
     CONFIG_KEY,
     CheckpointMismatchError,
@@ -98,12 +99,15 @@ def build_network(state_dict: Mapping[str, Any]) -> RTSRN:
 
 
 def load_file(path: str | Path, device: str | torch.device | None = None) -> spandrel.ImageModelDescriptor[RTSRN]:
-    """The spandrel descriptor of any rt4ksr weights file, read with ``torch.load(weights_only=True)``.
+    """The spandrel descriptor of any rt4ksr weights file, read with ``torch.load(weights_only=True)``, or of a
+    zoo entry given by name (``load_file("rt4ksr-x2")``; ``rt4ksr zoo`` lists them).
 
     spandrel's ``ModelLoader.load_from_file`` refuses ``.pth``/``.ckpt`` files that hold a
     ``collections.Counter`` (the MultiStepLR milestones in the official checkpoints and in Lightning
     checkpoints of runs with that scheduler); PyTorch's own safe loader accepts it.
     """
+    if not Path(path).exists() and str(path) in pretrained.names():
+        path = pretrained.entry(str(path)).path
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file as load_safetensors

@@ -38,6 +38,14 @@ def fusion_error(model: nn.Module, deploy: nn.Module, size: tuple[int, int] = (6
     return (model.eval()(x) - deploy(x)).abs().max().item()
 
 
+def summarize_deploy(deploy: nn.Module) -> dict:
+    """What a deploy-form model costs; its fusion error is unknown (None) without the training form."""
+    scale = deploy.scale
+    return {"scale": scale, "input": list(uhd_input(scale)), "params_train": None,
+            "params_deploy": count_params(deploy), "macs_deploy": count_macs(deploy, uhd_input(scale)),
+            "fusion_max_abs_diff": None}
+
+
 def summarize(model: nn.Module, seed: int = 0) -> dict:
     deploy = reparameterize(model)
     scale = model.scale
