@@ -3,7 +3,7 @@
     python scripts/cpu_memory_probe.py --ckpt ../shared/checkpoints/official/rt4ksr_x2.pth --threads 2
 
 Each setting runs in a fresh process (allocator settings are process-wide): ``default`` (glibc as it starts),
-``keep`` (``rt4ksr.deploy.cpu_memory.keep_freed_memory``), ``keep+tile`` (plus the upscaler's CPU tiles) and
+``keep`` (``rt4ksr.inference.cpu_memory.keep_freed_memory``), ``keep+tile`` (plus the upscaler's CPU tiles) and
 ``onnxruntime`` (plus the ONNX Runtime backend). Reports ms per image, minor page faults per image, and user
 and system CPU seconds per image, for each input size.
 """
@@ -22,13 +22,14 @@ def measure(ckpt: str, setting: str, size: tuple[int, int], images: int, threads
     import numpy as np
     import torch
 
-    from rt4ksr.deploy.cpu_memory import keep_freed_memory
-    from rt4ksr.deploy.inference import Upscaler, build_model
+    from rt4ksr.inference.cpu_memory import keep_freed_memory
+    from rt4ksr.inference.loading import load_file
+    from rt4ksr.inference.upscaler import Upscaler
 
     torch.set_num_threads(threads)
     if setting != "default":
         keep_freed_memory()
-    model = build_model({"_target_": "rt4ksr.models.RTSRN", "scale": 2}, ckpt)
+    model = load_file(ckpt, {"_target_": "rt4ksr.models.RTSRN", "scale": 2}).model
     up = Upscaler(model, torch.device("cpu"), tile=tile if "tile" in setting else 0,
                   backend="onnxruntime" if setting == "onnxruntime" else "torch")
     img = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)

@@ -94,7 +94,7 @@ def training(out: Path, kills: int, rng: random.Random) -> dict:
     last = run / "checkpoints" / "last.ckpt"
     base = [sys.executable, "-m", "rt4ksr.train", "experiment=quickstart", f"hydra.run.dir={run}",
             "trainer.enable_progress_bar=false", "callbacks.last_checkpoint.every_n_steps=5", "data.num_workers=1",
-            "trainer.max_steps=600", "trainer.max_epochs=1000", "data.benchmarks=[]"]
+            "trainer.max_steps=600", "trainer.max_epochs=1000", "data.test_sets=[]"]
     stats = {"kills": 0, "during_write": 0, "resumes_tried": 0, "resumes_ok": 0, "broken_files": [], "launches": 0}
     steps = []
     for i in range(kills + 1):
@@ -178,7 +178,7 @@ def main() -> None:
     if args.ckpt is None:  # a small random deploy file that carries its config
         import torch
 
-        from rt4ksr.files import torch_save
+        from rt4ksr.core.files import torch_save
         from rt4ksr.models import RTSRN, reparameterize
         from rt4ksr.models.checkpoint import portable_state_dict
 

@@ -37,8 +37,8 @@ export RT4KSR_DATA_DIR=$data RT4KSR_CACHE_DIR=/tmp/cache
 if [ "$stage" = speed ]; then
   # in order of importance: a step cut by the call's 600 s limit takes the later ones with it
   for s in 2 3; do  # 1. tune and check the kernels on this card (fp16 against eager fp16, CUDA graphs, batch 1)
-    timeout 100 python3 -m rt4ksr.kernels.sweep --ckpt .device/rt4ksr_x$s.pth --fuse 1 2 5 --block-p 64 \
-      --row-stores 1 0 --json "$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"
+    timeout 100 python3 -m rt4ksr.kernel_sweep weights=official-x$s 'fuse=[1,2,5]' 'block_p=[64]' \
+      'row_stores=[true,false]' json="$R/sweep_x$s.json" 2>&1 | tee "$R/sweep_x$s.txt"
     python3 - "$R/sweep_x$s.json" > "$R/best_x$s.txt" <<'PY' 2>/dev/null || echo "kernel_options.fuse=1" > "$R/best_x$s.txt"
 import json, sys
 b = json.load(open(sys.argv[1]))["best"]
@@ -53,7 +53,7 @@ PY
       json="$R/compile_x$s.json" 2>&1 | tee "$R/compile_x$s.txt"; save
   done
   # 3. degradation + augmentation on the GPU and the loader (their share of a training step)
-  timeout 45 python3 -m rt4ksr.benchmark data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
+  timeout 45 python3 -m rt4ksr.benchmark_data data.num_workers=1 fidelity=false json="$R/data.json" 2>&1 \
     | tee "$R/data.txt"; save
   for s in 2 3; do  # 4. every other path, batch 1 and 4, plus the fp16 checks (eager and kernels) on set5
     timeout 100 python3 -m rt4ksr.benchmark model=rt4ksr_x$s ckpt_path=.device/rt4ksr_x$s.pth repeats=50 \
@@ -64,7 +64,7 @@ elif [ "$stage" = train ]; then
   minutes=${2:-8}; secs=$(python3 -c "print(round(float('$minutes') * 60))")
   timeout $((secs + 90)) python3 -m rt4ksr.train experiment=bsd200_x2 trainer=${TRAINER:-gpu} \
     trainer.max_time=00:00:$(printf '%02d:%02d' $((secs / 60)) $((secs % 60))) trainer.enable_progress_bar=false \
-    data.num_workers=8 data.batch_size=64 data.lr_crop=128 data.benchmarks=[set5] hydra.run.dir=/tmp/train_x2 2>&1 \
+    data.num_workers=8 data.batch_size=64 data.lr_crop=128 data.test_sets=[set5] hydra.run.dir=/tmp/train_x2 2>&1 \
     | tee "$R/train.txt"
   ls -la /tmp/train_x2 /tmp/train_x2/checkpoints | tee "$R/train_files.txt"
   cp /tmp/train_x2/metrics.json /tmp/train_x2/config.yaml "$R/" 2>/dev/null
@@ -74,14 +74,14 @@ elif [ "$stage" = train ]; then
 elif [ "$stage" = realworld ]; then
   # 1. the real-world pipelines' cost per batch of 64 256x256 crops on this card (goal: < 5% of a training step)
   for deg in realesrgan bicubic_jpeg; do
-    timeout 60 python3 -m rt4ksr.benchmark data data/degradation=$deg data.num_workers=1 fidelity=false \
+    timeout 60 python3 -m rt4ksr.benchmark_data data/degradation=$deg data.num_workers=1 fidelity=false \
       devices=[cuda] crops=200 json="$R/data_$deg.json" 2>&1 | tee "$R/data_$deg.txt"; save
   done
   # 2. experiment=realworld_x2 in each precision, training form (so that fusion is checked), the same steps
   for p in ${PRECISIONS:-32-true 16-mixed bf16-mixed}; do
     timeout 120 python3 -m rt4ksr.train experiment=realworld_x2 trainer=${TRAINER:-gpu} trainer.precision=$p \
       model.is_train=true trainer.max_time=null trainer.max_steps=${STEPS:-600} trainer.enable_progress_bar=false \
-      data.num_workers=8 data.batch_size=64 data.lr_crop=128 'data.benchmarks=[set5,set5_bicubic_n5_q75]' \
+      data.num_workers=8 data.batch_size=64 data.lr_crop=128 'data.test_sets=[set5,set5_bicubic_n5_q75]' \
       hydra.run.dir=/tmp/rw_$p 2>&1 | tee "$R/train_$p.txt"
     python3 scripts/precision_check.py /tmp/rw_$p 2>&1 | tee "$R/precision_$p.json"; save
   done

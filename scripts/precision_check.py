@@ -59,7 +59,7 @@ def main(run_dir: Path) -> int:
         "steps": metrics["global_step"], "train_seconds": metrics["train_seconds"],
         "ms_per_step": round(1000 * metrics["train_seconds"] / max(1, metrics["global_step"]), 2),
         "losses_logged": len(losses), "all_finite": finite, "loss_first_tenth": first, "loss_last_tenth": last,
-        "psnr_y": {k: round(v["psnr_y"], 4) for k, v in metrics["benchmarks"].items()},
+        "psnr_y": {k: round(v["psnr_y"], 4) for k, v in metrics["test_sets"].items()},
         "saved_weight_dtypes": saved_dtypes, "fused_vs_training_max_abs": fusion,
     }
     print(json.dumps(report))

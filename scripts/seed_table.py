@@ -42,12 +42,12 @@ def rows(out: Path) -> list[dict]:
         minutes, seed = f.parent.name.split("min_seed")
         health = m.get("health") or {}
         base = (health.get("baseline") or {}).get("sets", {})
-        first = next(iter(m["benchmarks"]))
+        first = next(iter(m["test_sets"]))
         table.append({
             "minutes": float(minutes), "seed": int(seed), "steps": m["global_step"], "set": first,
-            "final": m["benchmarks"][first]["psnr_y"],
-            "final_sets": {k: v["psnr_y"] for k, v in m["benchmarks"].items()},
-            "best": m["best"]["benchmarks"][first]["psnr_y"], "best_step": m["best"]["step"],
+            "final": m["test_sets"][first]["psnr_y"],
+            "final_sets": {k: v["psnr_y"] for k, v in m["test_sets"].items()},
+            "best": m["best"]["test_sets"][first]["psnr_y"], "best_step": m["best"]["step"],
             "baseline": base.get(first, {}).get("psnr_y"), "status": health.get("status"),
         })
     return sorted(table, key=lambda r: (r["minutes"], r["seed"]))

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from rt4ksr.config import compose
-from rt4ksr.quality.evaluate import evaluate
+from rt4ksr.core.config import compose
+from rt4ksr.inference.evaluate import evaluate
 from rt4ksr.training.schedules import warmup_cosine
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     dm = instantiate(cfg.data, num_workers=0)
     dm.setup("fit")
     net = instantiate(cfg.model)
-    set5 = next(d for d in dm.benchmark_datasets() if d.name == "set5")
+    set5 = next(d for d in dm.test_datasets() if d.name == "set5")
     opt = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=args.lr, betas=(0.9, args.beta2))
     loader = DataLoader(dm.train_dataset, batch_size=dm.batch_size, shuffle=True, drop_last=True)
     acts: dict[int, torch.Tensor] = {}

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from rt4ksr.deploy.inference import build_model
-from rt4ksr.models.pretrained import SETS, ZOO_DIR, file_sha256
+from rt4ksr.core.files import write_text
+from rt4ksr.inference.loading import load_file
+from rt4ksr.models.pretrained import DEGRADED_SETS, SETS, ZOO_DIR, file_sha256
+from rt4ksr.zoo import markdown
 
 # every entry is also scored on degraded inputs (noise + JPEG, blur + noise): how it copes with real content
-DEGRADED_SETS = ("set14_bicubic_n5_q75", "b100_b1_bicubic_n10")
 OFFICIAL = {
     "source": "RT4KSR authors (Zamfir, Conde, Timofte), github.com/eduardzamfir/RT4KSR, code/checkpoints/"
               "rt4ksr_x{scale}.pth",
@@ -53,7 +54,7 @@ def evaluate(path: Path, name: str, sets: list[str]) -> tuple[dict, str]:
     """``rt4ksr eval`` of ``path`` on ``sets``: {set: {psnr_y, ssim_y}} and the command a user runs for it."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
-        cmd = [sys.executable, "-m", "rt4ksr.eval", f"ckpt_path={path}", f"data.benchmarks=[{','.join(sets)}]",
+        cmd = [sys.executable, "-m", "rt4ksr.eval", f"ckpt_path={path}", f"data.test_sets=[{','.join(sets)}]",
                f"metrics_file={out}", "progress=false", "hydra.run.dir=" + tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -63,7 +64,7 @@ def evaluate(path: Path, name: str, sets: list[str]) -> tuple[dict, str]:
     if missing:
         raise SystemExit(f"rt4ksr eval gave no figures for {missing}: is the data folder there?")
     figures = {s: {"psnr_y": round(results[s]["psnr_y"], 4), "ssim_y": round(results[s]["ssim_y"], 4)} for s in sets}
-    shown = "" if sets == list(SETS) else f" data.benchmarks=[{','.join(sets)}]"  # the four sets are eval's default
+    shown = "" if sets == list(SETS) else f" data.test_sets=[{','.join(sets)}]"  # the four sets are eval's default
     return figures, f"rt4ksr eval weights={name}{shown}"
 
 
@@ -77,7 +78,7 @@ def export(ckpt: str | Path, name: str, *model: str) -> tuple[torch.nn.Module, s
     if proc.returncode != 0:
         raise SystemExit(f"rt4ksr export failed:\n{proc.stderr[-3000:]}")
     shown = " ".join(["rt4ksr export", *args]).replace(f"ckpt_path={ckpt}", f"ckpt_path={Path(ckpt).name}")
-    return build_model(None, weights), shown
+    return load_file(weights).model, shown
 
 
 def write_card(name: str, model: torch.nn.Module, card: dict, sets: list[str]) -> Path:
@@ -95,9 +96,21 @@ def write_card(name: str, model: torch.nn.Module, card: dict, sets: list[str]) -
                     "sets": figures},
     })
     path = ZOO_DIR / f"{name}.yaml"
-    path.write_text("# Zoo card: written by scripts/zoo_entry.py; tests/test_zoo.py checks its figures.\n"
-                    + yaml.safe_dump(card, sort_keys=False, width=110, allow_unicode=True))
+    write_text(path, "# Zoo card: written by scripts/zoo_entry.py; tests/test_zoo.py checks its figures.\n"
+               + yaml.safe_dump(card, sort_keys=False, width=110, allow_unicode=True))
     return path
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "zoo.md"
+TABLE_START, TABLE_END = "<!-- zoo table:", "<!-- end of the zoo table -->"
+
+
+def write_docs_table() -> None:
+    """docs/zoo.md's table, rewritten from the cards between its two markers (tests/test_zoo.py compares them)."""
+    text = DOCS.read_text()
+    start = text.index("\n", text.index(TABLE_START)) + 1
+    end = text.index(TABLE_END)
+    write_text(DOCS, text[:start] + markdown() + "\n" + text[end:])
 
 
 def official(args: argparse.Namespace) -> None:
@@ -121,6 +134,7 @@ def official(args: argparse.Namespace) -> None:
                       "gamma dropped)",
     }
     print(write_card(args.name, model, card, list(SETS) + list(DEGRADED_SETS)))
+    write_docs_table()
 
 
 def run(args: argparse.Namespace) -> None:
@@ -128,7 +142,8 @@ def run(args: argparse.Namespace) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    kept = [o for o in overrides if not o.startswith(("trainer.enable_progress_bar", "hydra."))]
+    kept = [o for o in overrides if not o.startswith(("trainer.enable_progress_bar", "hydra.", "ckpt_path="))]
+    resumed = any(o.startswith("ckpt_path=") for o in overrides)
     model, conversion = export(run_dir / "deploy_final.pth", args.name)
     data = ", ".join(k for k, v in config["data"]["train_sets"].items() if v.get("enabled")).upper()
     degradation = config["data"]["degradation"]["_target_"].rsplit(".", 1)[-1]
@@ -143,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
             "command": "rt4ksr train " + " ".join(kept),
             "data": f"{data} ({degradation})",
             "steps": metrics["global_step"],
-            "minutes": round(metrics["train_seconds"] / 60, 1),
+            "minutes": args.minutes or round(metrics["train_seconds"] / 60, 1),
             "batch": f"{config['data']['batch_size']} x {config['data']['lr_crop']}x{config['data']['lr_crop']} LR "
                      "crops",
             "seed": config.get("seed"),
@@ -152,11 +167,13 @@ def run(args: argparse.Namespace) -> None:
             "precision": trainer.get("precision"),
             "date": datetime.datetime.fromtimestamp((run_dir / "metrics.json").stat().st_mtime).date().isoformat(),
             "software": f"torch {torch.__version__}",
-            "reproducible": bool(metrics.get("reproducible")),
+            "reproducible": bool(metrics.get("reproducible")) and not resumed,
+            **({"resumed": "interrupted once and resumed from its last.ckpt (ckpt_path=)"} if resumed else {}),
         },
         "conversion": conversion,
     }
     print(write_card(args.name, model, card, list(SETS) + list(DEGRADED_SETS)))
+    write_docs_table()
 
 
 def main() -> None:
@@ -170,7 +187,12 @@ def main() -> None:
     r.add_argument("--name", required=True)
     r.add_argument("--summary", required=True, help="one sentence: what the model is")
     r.add_argument("--hardware", help="where it trained (default: this machine)")
+    r.add_argument("--minutes", type=float, help="training minutes in all, when metrics.json lacks the part before "
+                                                 "a resume (runs before train_seconds travelled in the checkpoint)")
+    sub.add_parser("docs", help="only rewrite docs/zoo.md's table from the cards")
     args = p.parse_args()
+    if args.kind == "docs":
+        return write_docs_table()
     official(args) if args.kind == "official" else run(args)
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -18,6 +22,16 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("RT4KSR_DATA_DIR", ROOT.parent / "shared" / "data"))
 CKPT_DIR = Path(os.environ.get("RT4KSR_CHECKPOINTS_DIR", ROOT.parent / "shared" / "checkpoints"))
+
+
+def run_module(module: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600,
+               **kwargs: Any) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` as a user runs it, its output captured: run folders go to a temporary log
+    dir (never into the checkout), wandb stays offline and quiet; ``env`` adds or replaces variables."""
+    base = {**os.environ, "RT4KSR_LOG_DIR": os.path.join(tempfile.gettempdir(), "rt4ksr-test-logs"),
+            "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def official_ckpt(scale: int) -> Path:
@@ -86,11 +100,11 @@ def tiny_train_overrides(root: Path, train: Path, testsets: Path, run: str = "ru
         "model.feature_channels=8", "model.num_blocks=1",
         "data=bsd200", f"data.train_sets.bsd200.dir={train}", "data.lr_crop=8", "data.batch_size=4",
         "data.repeats=2", "data.num_workers=0", "data.packed=false", f"data.testsets_dir={testsets}",
-        "data.benchmarks=[tiny]", "data.val_workers=0",
+        "data.test_sets=[tiny]", "data.val_workers=0",
         "trainer=cpu", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
         "trainer.enable_progress_bar=false", "logger=csv",
         "callbacks.deploy_timing.cpu_size=[16,16]", "callbacks.deploy_timing.cpu_repeats=1",
-        "callbacks.deploy_timing.log_images=0",
+        "callbacks.sample_images.count=0",
         f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={root / run}",
     ]
 

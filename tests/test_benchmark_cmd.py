@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from helpers import make_tiny_data
-from rt4ksr.deploy.speed import benchmark, format_rows, fp16_psnr_loss
+from rt4ksr.measure.speed import benchmark, format_rows, fp16_psnr_loss
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_benchmark_command_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark", "model.feature_channels=8", "model.num_blocks=1",
                            "modes=[train_fp32,deploy_fp32,onnxruntime_cpu]", "batch_sizes=[1]", "cpu_repeats=2",
-                           "warmup=1", "cpu_size.2=[24,32]", f"data.testsets_dir={testsets}",
+                           "warmup=1", "cpu_size=[24,32]", f"data.testsets_dir={testsets}",
                            "fp16_check_sets=[tiny]", "kernel_options.fuse=2", f"json={out}"],
                           capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
@@ -54,7 +54,7 @@ def test_benchmark_command_json(tmp_path):
 def test_modes_leave_the_model_alone():
     """Modes cast and reformat copies: an fp16 mode that cast the caller's model in place would make every
     later mode, and the fp16 check's fp32 reference, run on fp16-rounded weights."""
-    from rt4ksr.deploy.speed import _runner
+    from rt4ksr.measure.speed import _runner
 
     deploy = reparameterize(RTSRN(feature_channels=8, num_blocks=1))
     before = {k: v.clone() for k, v in deploy.state_dict().items()}

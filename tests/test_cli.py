@@ -1,27 +1,16 @@
 """The command-line entry points, run as a user runs them."""
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from helpers import DATA_DIR, official_ckpt
+from helpers import DATA_DIR, official_ckpt, run_module
 from rt4ksr import eval as rt_eval
-from rt4ksr.config import compose
+from rt4ksr.core.config import compose
 from rt4ksr.models.checkpoint import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_module(module: str, *overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """The command as a user runs it; run folders go to a temporary log dir, never into the checkout."""
-    env = {**os.environ, "RT4KSR_LOG_DIR": tempfile.gettempdir() + "/rt4ksr-test-logs"}
-    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_summary_json_last_line():
@@ -48,7 +37,7 @@ def test_eval_official_x2_set5(tmp_path, testsets_dir):
     """The acceptance figure: set5 x2, Y channel, crop = scale: 36.14 dB / 0.9518."""
     ckpt = official_ckpt(2)
     proc = run_module("rt4ksr.eval", "model=rt4ksr_x2", f"ckpt_path={ckpt}", f"paths.data_dir={DATA_DIR}",
-                      "data.benchmarks=[set5]", f"metrics_file={tmp_path / 'out.json'}", "progress=false",
+                      "data.test_sets=[set5]", f"metrics_file={tmp_path / 'out.json'}", "progress=false",
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "out.json").read_text())
@@ -60,7 +49,7 @@ def test_eval_official_x2_set5(tmp_path, testsets_dir):
 
 def test_eval_official_x3_set5_and_set14(testsets_dir):
     cfg = compose("eval", ["model=rt4ksr_x3", f"ckpt_path={official_ckpt(3)}", f"paths.data_dir={DATA_DIR}",
-                           "data.benchmarks=[set5,set14]", "progress=false"])
+                           "data.test_sets=[set5,set14]", "progress=false"])
     res = rt_eval.run(cfg)
     assert res["set14"]["n"] == 14  # img_003 is a grayscale PNG: converted to RGB
     assert res["set5"]["psnr_y"] == pytest.approx(32.19, abs=0.01)
@@ -73,7 +62,7 @@ def test_eval_wrong_scale_checkpoint_names_the_keys(testsets_dir):
 
 
 def test_eval_missing_data_folder_names_it_and_the_keys_to_set(tmp_path):
-    cfg = compose("eval", [f"paths.data_dir={tmp_path}", "data.benchmarks=[set5]", "progress=false"])
+    cfg = compose("eval", [f"paths.data_dir={tmp_path}", "data.test_sets=[set5]", "progress=false"])
     with pytest.raises(FileNotFoundError, match=r"no test sets in .*paths.data_dir=.*RT4KSR_DATA_DIR.*layout"):
         rt_eval.run(cfg)
 
@@ -85,7 +74,7 @@ def test_eval_accepts_a_fused_state_dict(tmp_path, testsets_dir):
 
     torch.save(reparameterize(load_official(official_ckpt(2))).state_dict(), tmp_path / "fused.pth")
     cfg = compose("eval", [f"ckpt_path={tmp_path / 'fused.pth'}", f"paths.data_dir={DATA_DIR}",
-                           "data.benchmarks=[set5]", "progress=false"])
+                           "data.test_sets=[set5]", "progress=false"])
     assert rt_eval.run(cfg)["set5"]["psnr_y"] == pytest.approx(36.14, abs=0.01)
 
 

@@ -6,7 +6,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from rt4ksr.config import CONFIG_DIR, compose
+from rt4ksr.core.config import CONFIG_DIR, compose
 from rt4ksr.models import RTSRN, reparameterize
 
 CONFIGS = Path(CONFIG_DIR)
@@ -58,7 +58,7 @@ def test_unknown_option_lists_the_choices():
 
 
 def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
-    from rt4ksr.config import wandb_offline
+    from rt4ksr.core.config import wandb_offline
 
     for var in ("WANDB_MODE", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rt4ksr.config import compose
-from rt4ksr.data import BenchmarkDataset, SRDataModule, random_dihedral, read_image
+from rt4ksr.core.config import compose
+from rt4ksr.data import SRDataModule, TestSet, random_dihedral, read_image
 from rt4ksr.data.lr_files import bicubic_lr, cached_lr, make_lr_folder
 from rt4ksr.data.subimages import extract_subimages, window_starts
 
@@ -63,7 +63,7 @@ def test_missing_lr_is_generated_into_the_cache_and_regenerated_on_change(tmp_pa
     hr_files = write_images(data / "urban" / "test" / "HR", [(30, 33), (27, 27)])
     os.chmod(data, 0o555)  # the data folder is read-only, as in CI
     try:
-        ds = BenchmarkDataset(data, "urban", 3, lr_cache_dir=tmp_path / "cache")
+        ds = TestSet(data, "urban", 3, lr_cache_dir=tmp_path / "cache")
         item = ds[0]
         assert item["lr"].shape == (3, 10, 11) and item["hr"].shape == (3, 30, 33)
         assert not (data / "urban" / "test" / "LR_bicubic_x3").exists()
@@ -78,7 +78,7 @@ def test_missing_lr_is_generated_into_the_cache_and_regenerated_on_change(tmp_pa
 
 
 def test_urban100_lr_generated(testsets_dir, tmp_path):
-    ds = BenchmarkDataset(testsets_dir, "urban100", 2, lr_cache_dir=tmp_path)
+    ds = TestSet(testsets_dir, "urban100", 2, lr_cache_dir=tmp_path)
     assert len(ds) == 100 and ds[0]["lr"].shape[1] * 2 == ds[0]["hr"].shape[1]
 
 
@@ -219,13 +219,13 @@ def test_extract_subimages_idempotent_and_lists_bad_files(tmp_path):
 
 def test_benchmark_data_command(tmp_path):
     out = tmp_path / "data.json"
-    proc = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark", "data", "data=sample", "data.lr_crop=32",
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark_data", "data=sample", "data.lr_crop=32",
                            "crops=64", "repeats=2", "batch_size=4", "fidelity=false", f"json={out}",
                            f"paths.cache_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["loader_crops_per_s_per_worker"]["packed"] > 0 and "cpu" in report["degrade_augment_ms_per_batch"]
-    bad = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark", "data", "devices=[gpu]"], capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "rt4ksr.benchmark_data", "devices=[gpu]"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "error: devices=['gpu']: expected cpu, cuda or a list of them, e.g. devices=[cuda]")
@@ -235,7 +235,7 @@ def test_loader_throughput_is_steady_state_on_a_small_set(tmp_path, monkeypatch)
     """Three images and 40 crops: one iterator (one worker start) for the whole measurement, not one per epoch."""
     from torch.utils.data import DataLoader
 
-    from rt4ksr.data.throughput import loader_crops_per_s
+    from rt4ksr.measure.throughput import loader_crops_per_s
 
     starts = []
     real_iter = DataLoader.__iter__

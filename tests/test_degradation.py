@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rt4ksr.data import BenchmarkDataset, KorniaBicubic, MatlabBicubic, imresize, mod_crop, read_image
+from rt4ksr.data import KorniaBicubic, MatlabBicubic, TestSet, imresize, mod_crop, read_image
 from rt4ksr.data.degradation import contributions, cubic, resize_matrix
 
 
@@ -24,7 +24,7 @@ def test_weights_are_normalised_and_antialiased():
 @pytest.mark.parametrize("scale", [2, 3])
 @pytest.mark.parametrize("name", ["set5", "set14", "b100"])
 def test_reproduces_every_benchmark_lr_file(name, scale, testsets_dir):
-    ds = BenchmarkDataset(testsets_dir, name, scale)
+    ds = TestSet(testsets_dir, name, scale)
     differing = 0
     for hr_path, lr_path in zip(ds.hr_files, ds.lr_files, strict=True):
         hr = torch.from_numpy(read_image(hr_path)).permute(2, 0, 1)
@@ -90,7 +90,7 @@ def test_bicubic_baseline_on_set5_matches_the_literature(testsets_dir, scale, li
     literature gives for set5 (EDSR/RCAN tables), which checks the LR files, the resize and the metric at x4 too."""
     from rt4ksr.quality.measures import y_psnr_ssim
 
-    ds = BenchmarkDataset(testsets_dir, "set5", scale)
+    ds = TestSet(testsets_dir, "set5", scale)
     psnrs = []
     for i in range(len(ds)):
         item = ds[i]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import randomize_
-from rt4ksr.errors import EXIT_FAILURES, EXIT_USER_ERROR, UserError, user_command
+from helpers import randomize_, run_module
+from rt4ksr.core.errors import EXIT_FAILURES, EXIT_USER_ERROR, UserError, user_command
 from rt4ksr.models import RTSRN, reparameterize
 from rt4ksr.models.checkpoint import portable_state_dict
 
@@ -22,13 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(module: str, *args: str, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RT4KSR_LOG_DIR": tempfile.gettempdir() + "/rt4ksr-test-logs"}
-
     def limit() -> None:  # a full disk, simulated with a file-size limit (ulimit -f)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit if limit_bytes else None)
+    return run_module(module, *args, timeout=300, preexec_fn=limit if limit_bytes else None)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -122,7 +119,7 @@ def test_a_full_disk_is_one_line_and_leaves_earlier_files_intact(tmp_path, weigh
 def test_a_full_disk_message_is_one_clean_line(tmp_path):
     import errno
 
-    from rt4ksr.files import NoSpaceError, atomic_path
+    from rt4ksr.core.files import NoSpaceError, atomic_path
 
     with pytest.raises(NoSpaceError) as err, atomic_path(tmp_path / "x.bin"):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -227,7 +224,7 @@ def test_unwritable_outputs_are_one_line(tmp_path, weights):
 def test_the_atomic_writer_names_an_unwritable_location(tmp_path, monkeypatch):
     import errno
 
-    from rt4ksr.files import NoSpaceError, OutputNotWritableError, atomic_path, check_writable, write_bytes
+    from rt4ksr.core.files import NoSpaceError, OutputNotWritableError, atomic_path, check_writable, write_bytes
 
     (tmp_path / "one.png").write_bytes(b"a file")
     with pytest.raises(OutputNotWritableError, match=r"one.png is a file, not a folder; choose another output"):
@@ -254,8 +251,8 @@ def test_the_atomic_writer_names_an_unwritable_location(tmp_path, monkeypatch):
 
 
 def test_devices_this_machine_lacks_are_one_line():
-    from rt4ksr.config import resolve_device
-    from rt4ksr.errors import ConfigValueError
+    from rt4ksr.core.config import resolve_device
+    from rt4ksr.core.errors import ConfigValueError
 
     assert resolve_device("cpu") == torch.device("cpu")
     for bad in ("bogus", "cuda:x", "meta"):
@@ -274,7 +271,7 @@ def test_ctrl_c_and_sigterm_are_one_line_and_leave_no_partial_file(tmp_path):
     no temporary file is left; the handler is the caller's again afterwards."""
     import signal
 
-    from rt4ksr.errors import EXIT_INTERRUPTED, Terminated
+    from rt4ksr.core.errors import EXIT_INTERRUPTED, Terminated
 
     @user_command
     def interrupted() -> None:
@@ -287,8 +284,8 @@ def test_ctrl_c_and_sigterm_are_one_line_and_leave_no_partial_file(tmp_path):
     assert issubclass(Terminated, KeyboardInterrupt)
     code = f"""
 import sys, time
-from rt4ksr.errors import user_command
-from rt4ksr.files import atomic_path
+from rt4ksr.core.errors import user_command
+from rt4ksr.core.files import atomic_path
 
 @user_command
 def run():
@@ -309,7 +306,7 @@ run()
 
 
 def test_a_folder_where_every_file_failed_says_no_file_was_written():
-    from rt4ksr.errors import PartialFailure
+    from rt4ksr.core.errors import PartialFailure
 
     assert str(PartialFailure("file(s)", ["a", "b"], written=0)).endswith("no file was written")
     assert str(PartialFailure("file(s)", ["a"], written=2)).endswith("the others were written")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from helpers import randomize_
-from rt4ksr.deploy.exporters import export
-from rt4ksr.deploy.inference import build_model
+from rt4ksr.inference.exporters import export
+from rt4ksr.inference.loading import load_file
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,10 +68,23 @@ def test_torchscript_generalises_and_carries_config(tmp_path, deploy):
 
 def test_safetensors_loads_without_a_model_config(tmp_path, deploy):
     path = export(deploy, "safetensors", tmp_path / "m.safetensors")
-    again = build_model(None, path)
+    again = load_file(path).model
     x = torch.rand(1, 3, 16, 20)
     with torch.no_grad():
         torch.testing.assert_close(again(x), deploy(x), rtol=0, atol=0)
+
+
+def test_safetensors_files_are_byte_identical_whenever_the_tensors_are(tmp_path, deploy):
+    """safetensors orders its header by a hash map; the export sorts it, so a file's SHA-256 names its weights."""
+    from safetensors import safe_open
+
+    files = [export(deploy, "safetensors", tmp_path / f"m{i}.safetensors").read_bytes() for i in range(8)]
+    assert all(f == files[0] for f in files)
+    n = int.from_bytes(files[0][:8], "little")
+    header = json.loads(files[0][8:8 + n])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == ["format", "rt4ksr_config"]
+    with safe_open(str(tmp_path / "m0.safetensors"), "pt") as f:  # still a valid file for the reference reader
+        assert sorted(f.keys()) == sorted(k for k in header if k != "__metadata__")
 
 
 def test_export_command_from_an_official_checkpoint(tmp_path):
@@ -99,8 +112,8 @@ def test_bad_format():
 
 
 def test_a_bad_input_size_is_one_line(tmp_path):
-    from rt4ksr.deploy.exporters import static_shape
-    from rt4ksr.errors import ConfigValueError
+    from rt4ksr.core.errors import ConfigValueError
+    from rt4ksr.inference.exporters import static_shape
 
     assert static_shape("onnx", [24, 40], 2) == (24, 40)
     for bad in (24, [24], [24, 40, 3], [0, 40], [24, -1], ["a", 40], [2.5, 40], [True, 40], "24x40"):
@@ -122,7 +135,7 @@ def test_onnx_convention_static_shape_and_fp16(tmp_path, deploy):
     import onnx
     import onnxruntime as ort
 
-    from rt4ksr.deploy.exporters import ONNX_CONVENTION
+    from rt4ksr.inference.exporters import ONNX_CONVENTION
 
     path = export(deploy, "onnx", tmp_path / "s.onnx", fp16=True, input_size=(24, 40), batch_size=2)
     proto = onnx.load(str(path))
@@ -162,7 +175,7 @@ def test_exports_given_as_weights_are_named(tmp_path, deploy):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(CheckpointMismatchError, match=f"{kind}.*give the .pth, .ckpt or .safetensors"):
-                build_model(None, tmp_path / name)
+                load_file(tmp_path / name)
 
 
 def test_export_writes_into_the_current_folder_by_default(tmp_path):

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from helpers import official_ckpt, randomize_  # conftest sets TRITON_INTERPRET=1 before torch loads triton
-from rt4ksr.kernels import TritonRTSRN, supports
+from helpers import official_ckpt, randomize_, run_module  # conftest sets TRITON_INTERPRET=1 before torch loads triton
+from rt4ksr.kernels.network import TritonRTSRN, supports
 from rt4ksr.models import RTSRN, load_official, reparameterize
 
 pytest.importorskip("triton", reason="the kernels need the triton package (pip install -e '.[dev]')")
@@ -63,7 +63,7 @@ def test_unsupported_models_say_why():
 def test_upscaler_with_kernels_equals_eager():
     import numpy as np
 
-    from rt4ksr.deploy.inference import Upscaler
+    from rt4ksr.inference.upscaler import Upscaler
 
     deploy = reparameterize(randomize_(RTSRN(feature_channels=8, num_blocks=1), seed=3))
     img = np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)
@@ -118,20 +118,25 @@ def test_bad_fusion_options_say_why():
 
 
 def test_kernel_sweep_checks_and_picks(tmp_path):
-    """rt4ksr.kernels.sweep, the per-card tuner, on the interpreter: every option set is checked against eager."""
+    """rt4ksr kernel-sweep, the per-card tuner, on the interpreter: every option set is checked against eager."""
     import json
 
-    from rt4ksr.kernels import sweep
-
-    rows = sweep.main(["--global-skip", "bicubic", "--fuse", "1", "2", "--block-p", "32", "--region", "8", "8",
-                       "--row-stores", "1", "0", "--size", "5", "7", "--json", str(tmp_path / "s.json")])
+    out = tmp_path / "s.json"
+    proc = run_module("rt4ksr.kernel_sweep", "model.global_skip=bicubic", "fuse=[1,2]", "block_p=[32]",
+                      "region=[8,8]", "row_stores=[true,false]", "size=[5,7]", f"json={out}",
+                      env={"TRITON_INTERPRET": "1"})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    rows = report["rows"]
     assert [(r["fuse"], r["row_stores"]) for r in rows] == [(1, True), (1, False), (2, True), (2, False)]
     assert all(r["ok"] and r["max_abs_diff"] < 1e-4 for r in rows)
-    assert json.loads((tmp_path / "s.json").read_text())["best"]["fuse"] in (1, 2)
+    assert report["best"]["fuse"] in (1, 2) and "fastest: fuse=" in proc.stdout
+    bad = run_module("rt4ksr.kernel_sweep", "fuse=[0.5]", env={"TRITON_INTERPRET": "1"})
+    assert bad.returncode == 1 and "fuse must be a list of positive integers" in bad.stderr, bad.stderr
 
 
 def test_cuda_graphed_is_the_function_itself_off_cuda():
-    from rt4ksr.deploy.inference import cuda_graphed
+    from rt4ksr.inference.upscaler import cuda_graphed
 
     fn = torch.nn.Identity()
     assert cuda_graphed(fn, torch.zeros(1)) is fn
@@ -152,7 +157,7 @@ def test_skip_weights_are_the_interpolation_as_a_convolution(mode, scale, down):
     """F.interpolate(x) == pixel_shuffle(conv(pixel_unshuffle(replicate-padded x), skip_weights)), float64."""
     import torch.nn.functional as F
 
-    from rt4ksr.kernels import skip_weights
+    from rt4ksr.kernels.network import skip_weights
 
     k, w = skip_weights(mode, scale, down)
     x = torch.rand(2, 3, 6 * down, 5 * down, dtype=torch.float64)

@@ -9,27 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from helpers import official_ckpt
-
 pytest.importorskip("triton", reason="the kernels need the triton package (pip install -e '.[dev]')")
 ROOT = Path(__file__).parents[1]
 
 CASES = {  # the released x2 and x3 weights, one launch per layer and fused; the bicubic-skip recipe; fp32
-    "official_x2": (["--fuse", "1", "5"], 2),
-    "official_x3": (["--fuse", "1", "2"], 3),
-    "bicubic_x3": (["--scale", "3", "--global-skip", "bicubic", "--fuse", "1"], None),
-    "fp32_x2": (["--dtype", "fp32", "--fuse", "1", "3"], None),
+    "official_x2": ["weights=official-x2", "fuse=[1,5]"],
+    "official_x3": ["weights=official-x3", "fuse=[1,2]"],
+    "bicubic_x3": ["model=rt4ksr_x3", "model.global_skip=bicubic", "fuse=[1]"],
+    "fp32_x2": ["dtype=fp32", "fuse=[1,3]"],
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_launch_compiles_for_sm90_without_spills(case, tmp_path):
-    args, official = CASES[case]
-    if official:
-        args = ["--ckpt", str(official_ckpt(official)), *args]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the real compiler, not the interpreter
     env.update(TRITON_CACHE_DIR=str(tmp_path / "cache"), TRITON_DEFAULT_FP_FUSION="1")
-    proc = subprocess.run([sys.executable, "-m", "rt4ksr.kernels.aot", *args, "--json", str(tmp_path / "r.json")],
+    proc = subprocess.run([sys.executable, "-m", "rt4ksr.kernel_report", *CASES[case], f"json={tmp_path / 'r.json'}"],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import ROOT
 from rt4ksr.cli import COMMANDS, main, usage
-from rt4ksr.extras import MissingExtraError, require
+from rt4ksr.core.extras import MissingExtraError, require
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def run_in(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_wheel_runs_every_kind_of_command_from_outside_the_checkout(installed, tmp_path):
     py = str(installed / "bin" / "python")
-    where = run_in(installed, py, "-c", "import rt4ksr.config as c; print(c.CONFIG_DIR)", cwd=tmp_path)
+    where = run_in(installed, py, "-c", "import rt4ksr.core.config as c; print(c.CONFIG_DIR)", cwd=tmp_path)
     assert where.returncode == 0 and str(installed) in where.stdout, where.stdout + where.stderr  # not the checkout
     proc = run_in(installed, py, "-m", "rt4ksr.summary", "model=rt4ksr_x3", "json=true", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,7 +106,7 @@ def test_a_missing_extra_is_one_line_and_a_non_zero_exit(tmp_path):
     """The upscaler without PyAV: one line naming the install, exit status 1, no traceback."""
     code = ("import sys; sys.modules['av'] = None; sys.argv = ['rt4ksr', 'upscale', 'ckpt_path=none', "
             f"'input={tmp_path / 'clip.mp4'}', 'output={tmp_path / 'out.mp4'}']; "
-            "from rt4ksr.deploy.upscaling import upscale_video; from rt4ksr.errors import user_command\n"
+            "from rt4ksr.inference.upscaling import upscale_video; from rt4ksr.core.errors import user_command\n"
             "user_command(upscale_video)(None, None, None)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from helpers import make_tiny_data, tiny_train_overrides
-from rt4ksr.config import compose
+from rt4ksr.core.config import compose
 from rt4ksr.models import load_into, read_state_dict, reparameterize
 from rt4ksr.models.layers import LayerNorm2d
 from rt4ksr.training.run import train
@@ -52,7 +52,7 @@ def test_bf16_mixed_trains_on_the_cpu_and_fuses_exactly(tiny):
     assert len(losses) >= 30 and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.9 * first, (first, last)
-    assert math.isfinite(metrics["benchmarks"]["tiny"]["psnr_y"])
+    assert math.isfinite(metrics["test_sets"]["tiny"]["psnr_y"])
     # the master weights stay fp32, and the fused network equals the training form as after an fp32 run
     net = load_into(instantiate(cfg.model), read_state_dict(metrics["final_checkpoint"])).eval()
     assert all(p.dtype == torch.float32 for p in net.parameters())

@@ -15,15 +15,15 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from rt4ksr.config import CONFIG_DIR, compose
-from rt4ksr.data import BenchmarkDataset, BicubicJPEG, MatlabBicubic, RealESRGANDegradation, SRDataModule, read_image
+from rt4ksr.core.config import CONFIG_DIR, compose
+from rt4ksr.core.errors import ConfigValueError, user_command
+from rt4ksr.data import BicubicJPEG, MatlabBicubic, RealESRGANDegradation, SRDataModule, TestSet, read_image
 from rt4ksr.data.degraded_sets import DegradedSet, degraded_lr, parse_degraded, standard_normal
 from rt4ksr.data.jpeg import jpeg_codec
 from rt4ksr.data.lr_files import make_lr_folder
 from rt4ksr.data.realworld.blur import mixed_kernels, quadratic_form, sinc_kernels
 from rt4ksr.data.realworld.draws import Draws
 from rt4ksr.data.realworld.ops import add_noise
-from rt4ksr.errors import ConfigValueError, user_command
 
 DEGRADATIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data" / "degradation").glob("*.yaml"))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -122,8 +122,8 @@ def test_realworld_experiment_composes():
     dm = instantiate(cfg.data)
     assert isinstance(dm.degradation, RealESRGANDegradation) and dm.degradation.clean_prob == 0.25
     assert cfg.model.global_skip == "bicubic" and cfg.trainer.max_time == "00:00:10:00"
-    assert list(cfg.data.benchmarks) == ["set5", "set14", "set14_bicubic_n5_q75", "b100_b1_bicubic_n10"]
-    for name in cfg.data.benchmarks[2:]:
+    assert list(cfg.data.test_sets) == ["set5", "set14", "set14_bicubic_n5_q75", "b100_b1_bicubic_n10"]
+    for name in cfg.data.test_sets[2:]:
         parse_degraded(name)
 
 
@@ -212,11 +212,11 @@ def tiny_set(root: Path) -> Path:
 def test_degraded_lr_is_byte_identical_across_generations_and_equals_the_reference(tmp_path):
     testsets = tiny_set(tmp_path)
     name = "tiny_bicubic_n5_q75"
-    first = BenchmarkDataset(testsets, name, 2, tmp_path / "cache")
+    first = TestSet(testsets, name, 2, tmp_path / "cache")
     data = [p.read_bytes() for p in first.lr_files]
-    again = BenchmarkDataset(testsets, name, 2, tmp_path / "cache")  # from the cache
+    again = TestSet(testsets, name, 2, tmp_path / "cache")  # from the cache
     shutil.rmtree(tmp_path / "cache")
-    fresh = BenchmarkDataset(testsets, name, 2, tmp_path / "cache")  # generated anew
+    fresh = TestSet(testsets, name, 2, tmp_path / "cache")  # generated anew
     assert [p.read_bytes() for p in again.lr_files] == data == [p.read_bytes() for p in fresh.lr_files]
     hr_path = first.hr_files[0]
     lr_file = testsets / "tiny" / "test" / "LR_bicubic_x2" / hr_path.name  # the literature's LR path
@@ -242,14 +242,14 @@ PINNED = "f2b1384166b6d5b3"
 def test_degraded_sets_validate_beside_clean_ones(tmp_path):
     testsets = tiny_set(tmp_path)
     dm = SRDataModule({"t": {"dir": str(tmp_path)}}, scale=2, testsets_dir=testsets, lr_cache_dir=tmp_path / "c",
-                      benchmarks=["tiny", "tiny_b1_bicubic_n10", "missing_bicubic_q50"])
+                      test_sets=["tiny", "tiny_b1_bicubic_n10", "missing_bicubic_q50"])
     assert dm.val_names == ["tiny", "tiny_b1_bicubic_n10"]  # a missing base set is skipped with a warning
     with pytest.raises(ConfigValueError, match="degraded set name of the form"):
-        BenchmarkDataset(testsets, "tiny_noisy", 2, tmp_path / "c")
-    from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
+        TestSet(testsets, "tiny_noisy", 2, tmp_path / "c")
+    from rt4ksr.inference.evaluate import evaluate_sets, format_table
 
     net = torch.nn.Upsample(scale_factor=2, mode="bicubic")
     net.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))
-    results = evaluate_benchmarks(net, testsets, ["tiny", "tiny_bicubic_n5_q75"], 2, lr_cache_dir=tmp_path / "c")
+    results = evaluate_sets(net, testsets, ["tiny", "tiny_bicubic_n5_q75"], 2, lr_cache_dir=tmp_path / "c")
     assert results["tiny"]["psnr_y"] > results["tiny_bicubic_n5_q75"]["psnr_y"]
     assert "tiny_bicubic_n5_q75" in format_table(results, 2)

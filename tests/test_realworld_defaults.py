@@ -15,7 +15,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from helpers import ROOT
-from rt4ksr.config import CONFIG_DIR
+from rt4ksr.core.config import CONFIG_DIR
 from rt4ksr.data.realworld import BicubicJPEG, RealESRGANDegradation, options
 from rt4ksr.data.realworld.options import (
     BICUBIC_JPEG,
@@ -185,7 +185,7 @@ def test_the_table_parser_reads_a_changed_default():
 # --- one-way imports ---------------------------------------------------------------------------------------------
 
 ORDER = ["options", "draws", "blur", "ops", "pipelines"]  # each module may import only those before it
-OUTSIDE = {"rt4ksr.errors", "rt4ksr.data.degradation", "rt4ksr.data.jpeg"}
+OUTSIDE = {"rt4ksr.core.errors", "rt4ksr.data.degradation", "rt4ksr.data.jpeg"}
 
 
 def test_modules_import_one_way_and_only_from_the_data_layer():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rt4ksr.training.report import differing_labels, pareto_front, rank_with_ties, retime
+from rt4ksr.measure.multirun import differing_labels, pareto_front, rank_with_ties, retime
 
 
 def test_labels_are_the_values_that_differ():
@@ -17,26 +17,29 @@ def test_labels_are_the_values_that_differ():
     assert differing_labels(blocks) == ["base 0.001", "NAFBlock 0.002"]
 
 
+CALLS: list[str] = []  # module-level: the timing times copies of the models, and a copy shares this list
+
+
 class Recorder(nn.Module):
     """A stand-in network that records the order in which the timing calls it."""
 
     scale = 2
 
-    def __init__(self, name: str, log: list[str]) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
-        self.name, self.log = name, log
+        self.name = name
         self.w = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.log.append(self.name)
+        CALLS.append(self.name)
         return x
 
 
 def test_retiming_is_interleaved_and_rotates():
-    log: list[str] = []
-    models = {n: Recorder(n, log) for n in "ABC"}
+    CALLS.clear()
+    models = {n: Recorder(n) for n in "ABC"}
     out = retime(models, torch.device("cpu"), size=(8, 8), rounds=4, warmup=1)
-    timed = log[3:]  # after one warm-up call each
+    timed = CALLS[3:]  # after one warm-up call each
     assert timed == list("ABC" "BCA" "CAB" "ABC")  # every round times every model once, starting one later
     for t in out.values():
         assert t["p25"] <= t["ms"] <= t["p75"] and t["spread"] == t["p75"] - t["p25"] and t["fps"] > 0
@@ -59,7 +62,7 @@ def test_ties_do_not_chain():
 
 def test_retiming_needs_a_round():
     with pytest.raises(ValueError, match="rounds must be at least 1"):
-        retime({"A": Recorder("A", [])}, torch.device("cpu"), size=(8, 8), rounds=0)
+        retime({"A": Recorder("A")}, torch.device("cpu"), size=(8, 8), rounds=0)
 
 
 def test_pareto_front():
@@ -68,12 +71,12 @@ def test_pareto_front():
 
 
 def test_the_ablation_walks_one_change_per_step_and_ends_with_the_report():
-    from rt4ksr.config import compose
+    from rt4ksr.core.config import compose
 
     steps = ["base", "dconv", "unshuffle", "hfb", "layernorm", "simplified", "rep", "rt4ksr"]
     cfg = compose("train", ["experiment=ablation_x2"])
     assert cfg.hydra.sweeper.params["+ablation"].split(",") == steps
-    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.training.report.SweepReportCallback"
+    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.measure.multirun.SweepReportCallback"
     keys = ("baseblock", "type", "downscaling", "unshuffle", "use_hfb", "forget", "layernorm", "residual")
     models = []
     for i, step in enumerate(steps, 1):
@@ -86,7 +89,7 @@ def test_the_ablation_walks_one_change_per_step_and_ends_with_the_report():
 
 
 def test_optuna_searches_end_with_the_same_report():
-    from rt4ksr.config import compose
+    from rt4ksr.core.config import compose
 
     cfg = compose("train", ["hparams_search=optuna"])
-    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.training.report.SweepReportCallback"
+    assert cfg.hydra.callbacks.sweep_report._target_ == "rt4ksr.measure.multirun.SweepReportCallback"

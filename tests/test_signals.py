@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from helpers import make_tiny_data, tiny_train_overrides
-from rt4ksr.config import compose
-from rt4ksr.errors import Stopped
+from rt4ksr.core.config import compose
+from rt4ksr.core.errors import Stopped
 from rt4ksr.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -63,10 +63,11 @@ with _torchvision_stand_in():
     spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install 'rt4ksr[spandrel]')")
 
 from helpers import official_ckpt, randomize_  # noqa: E402
-from rt4ksr.deploy.exporters import export  # noqa: E402
-from rt4ksr.deploy.inference import Upscaler, build_model  # noqa: E402
-from rt4ksr.deploy.spandrel_arch import ARCH_ID, RT4KSRArch, install, load_file  # noqa: E402
-from rt4ksr.extras import MissingExtraError  # noqa: E402
+from rt4ksr.core.extras import MissingExtraError  # noqa: E402
+from rt4ksr.inference.exporters import export  # noqa: E402
+from rt4ksr.inference.loading import load_file as load_weights  # noqa: E402
+from rt4ksr.inference.spandrel_arch import ARCH_ID, RT4KSRArch, install, load_file  # noqa: E402
+from rt4ksr.inference.upscaler import Upscaler  # noqa: E402
 from rt4ksr.models import (  # noqa: E402
     RTSRN,
     BaseBlock,
@@ -122,7 +123,7 @@ def model(seed: int = 0, **kwargs: object) -> RTSRN:
 @pytest.mark.parametrize("scale", [2, 3])
 def test_official_checkpoints(scale):
     path = official_ckpt(scale)
-    reference = build_model({"_target_": "rt4ksr.models.RTSRN", "scale": scale}, path)
+    reference = load_weights(path, {"_target_": "rt4ksr.models.RTSRN", "scale": scale}).model
     # ComfyUI's way: torch.load(weights_only=True), then the state dict to spandrel
     desc = spandrel.ModelLoader().load_from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     assert_matches_rt4ksr(desc, reference, scale)
@@ -161,7 +162,7 @@ def test_lightning_checkpoint_with_ema(tmp_path):
     state = torch.load(path, weights_only=True)["state_dict"]
     assert any(k.startswith("ema.module.") for k in state) and CONFIG_KEY in state
     desc = spandrel.ModelLoader().load_from_file(path)
-    assert_matches_rt4ksr(desc, build_model(None, path), 2)  # build_model reads the EMA weights too
+    assert_matches_rt4ksr(desc, load_weights(path).model, 2)  # load_weights reads the EMA weights too
     assert desc.tags == ["NAFBlock", "8nf", "1nb", "skip-bicubic"]
 
 
@@ -169,8 +170,8 @@ def test_lightning_checkpoint_with_multistep_scheduler(tmp_path):
     """rt4ksr writes MultiStepLR's milestones as a plain dict (spandrel's unpickler refuses Counter objects)."""
     net = model(feature_channels=8, num_blocks=1)
     path = _lightning_checkpoint(tmp_path / "last.ckpt", net, scheduler=True)
-    assert_matches_rt4ksr(spandrel.ModelLoader().load_from_file(path), build_model(None, path), 2)
-    assert_matches_rt4ksr(load_file(path), build_model(None, path), 2)
+    assert_matches_rt4ksr(spandrel.ModelLoader().load_from_file(path), load_weights(path).model, 2)
+    assert_matches_rt4ksr(load_file(path), load_weights(path).model, 2)
 
 
 def test_deploy_file_from_save_deploy(tmp_path):
@@ -178,7 +179,7 @@ def test_deploy_file_from_save_deploy(tmp_path):
     path = tmp_path / "deploy_best.pth"
     save_deploy(net, path, source="test")
     desc = spandrel.ModelLoader().load_from_file(path)
-    assert_matches_rt4ksr(desc, build_model(None, path), 3)
+    assert_matches_rt4ksr(desc, load_weights(path).model, 3)
     assert desc.tags == ["RepBaseBlock", "12nf", "2nb", "skip-nearest"]
 
 
@@ -190,7 +191,7 @@ def test_deploy_file_from_save_deploy(tmp_path):
 def test_safetensors_export(tmp_path, kwargs, fp16):
     path = export(reparameterize(model(**kwargs)), "safetensors", tmp_path / "m.safetensors", fp16=fp16)
     desc = spandrel.ModelLoader().load_from_file(path)
-    assert_matches_rt4ksr(desc, build_model(None, path), kwargs.get("scale", 2))
+    assert_matches_rt4ksr(desc, load_weights(path).model, kwargs.get("scale", 2))
 
 
 def test_plain_blocks_in_training_form_with_config(tmp_path):
@@ -267,6 +268,6 @@ def test_training_form_of_another_design_without_config_says_so():
 
 def test_missing_spandrel_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "spandrel", None)  # "not installed" for the import system
-    monkeypatch.delitem(sys.modules, "rt4ksr.deploy.spandrel_arch")
+    monkeypatch.delitem(sys.modules, "rt4ksr.inference.spandrel_arch")
     with pytest.raises(MissingExtraError, match=r"pip install 'rt4ksr\[spandrel\]'"):
-        importlib.import_module("rt4ksr.deploy.spandrel_arch")
+        importlib.import_module("rt4ksr.inference.spandrel_arch")

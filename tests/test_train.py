@@ -1,7 +1,6 @@
 """The training system: a CPU run end to end, its artifacts, exact resume, bad input, sweeps and DDP."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from helpers import make_tiny_data, tiny_train_overrides
+from helpers import make_tiny_data, run_module, tiny_train_overrides
 from rt4ksr import eval as rt_eval
-from rt4ksr.config import CONFIG_DIR, compose
+from rt4ksr.core.config import CONFIG_DIR, compose
 from rt4ksr.models import read_state_dict
 from rt4ksr.training.losses import L1AuxLoss
 from rt4ksr.training.module import NonFiniteLossError
@@ -36,7 +35,7 @@ def cfg_for(tiny, *extra, run="run"):
 def test_fast_dev_run_on_cpu(tiny):
     metrics = train(cfg_for(tiny, "trainer.fast_dev_run=true"))
     assert metrics["global_step"] == 1
-    assert metrics["benchmarks"]["tiny"]["n"] == 1  # fast_dev_run tests one batch (image) per set
+    assert metrics["test_sets"]["tiny"]["n"] == 1  # fast_dev_run tests one batch (image) per set
 
 
 def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
@@ -48,7 +47,7 @@ def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
     assert metrics["best"]["checkpoint"] and Path(metrics["best"]["checkpoint"]).is_file()
     assert OmegaConf.load(run / "config.yaml").model.feature_channels == 8  # resolved config
     saved = json.loads((run / "metrics.json").read_text())
-    assert saved["benchmarks"]["tiny"]["n"] == 3 and saved["timing"]["fps"] > 0
+    assert saved["test_sets"]["tiny"]["n"] == 3 and saved["timing"]["fps"] > 0
     assert saved["params_deploy"] < saved["params_train"]
     # the logged per-set and mean validation metrics
     csv = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -56,9 +55,9 @@ def test_run_leaves_checkpoints_deploy_weights_config_and_metrics(tiny):
         assert key in csv
     # the deploy-form weights load in rt4ksr.eval and give the final figures
     ev = compose("eval", ["model.feature_channels=8", "model.num_blocks=1", f"ckpt_path={run / 'deploy_final.pth'}",
-                          f"data.testsets_dir={tiny[2]}", "data.benchmarks=[tiny]", "progress=false"])
+                          f"data.testsets_dir={tiny[2]}", "data.test_sets=[tiny]", "progress=false"])
     res = rt_eval.run(ev)
-    assert res["tiny"]["psnr_y"] == pytest.approx(saved["benchmarks"]["tiny"]["psnr_y"], abs=1e-9)
+    assert res["tiny"]["psnr_y"] == pytest.approx(saved["test_sets"]["tiny"]["psnr_y"], abs=1e-9)
     deploy = torch.load(run / "deploy_best.pth", weights_only=True)
     assert deploy["config"]["is_train"] is False and deploy["config"]["feature_channels"] == 8
 
@@ -99,6 +98,9 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny):
     assert ckpt["global_step"] == 3
     metrics = train(cfg_for(tiny, f"ckpt_path={root / 'intr' / 'checkpoints' / 'last.ckpt'}", run="intr2"))
     assert metrics["global_step"] == 4  # 2 epochs of 2 steps, resumed
+    # the training time of the interrupted part is counted, and the run says what it resumed
+    assert ckpt["train_seconds"] > 0 and metrics["train_seconds"] >= round(ckpt["train_seconds"], 1)
+    assert metrics["resumed_from"] == str(root / "intr" / "checkpoints" / "last.ckpt")
 
 
 def test_ema_is_validated_and_exported(tiny):
@@ -183,9 +185,7 @@ def test_unknown_config_value_lists_the_options():
 
 
 def run_cli(*args, cwd=ROOT, timeout=600):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, "-m", "rt4ksr.train", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_module("rt4ksr.train", *args, cwd=cwd, timeout=timeout)
 
 
 def test_multirun_sweep_over_blocks_and_report(tiny):
@@ -193,8 +193,8 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
     overrides = [o for o in tiny_train_overrides(root, train_dir, testsets) if not o.startswith("hydra.run")]
     proc = run_cli("-m", "model/baseblock=base,simplified", "trainer.max_epochs=1",
                    f"hydra.sweep.dir={root / 'sweep'}", *overrides, "logger=wandb",
-                   "callbacks.deploy_timing.log_images=1",
-                   "+hydra.callbacks.report._target_=rt4ksr.training.report.SweepReportCallback",
+                   "callbacks.sample_images.count=1",
+                   "+hydra.callbacks.report._target_=rt4ksr.measure.multirun.SweepReportCallback",
                    "+hydra.callbacks.report.rounds=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((root / "sweep").glob("*/metrics.json"))
@@ -205,8 +205,8 @@ def test_multirun_sweep_over_blocks_and_report(tiny):
     assert "| 0 | base |" in table and "| 1 | simplified |" in table and "interleaved" in table
     assert (root / "sweep" / "report.png").stat().st_size > 10000
     assert len(list((root / "sweep" / "wandb").glob("offline-run-*"))) == 1  # the report, in the sweep's group
-    rep = subprocess.run([sys.executable, "-m", "rt4ksr", "sweep-report", str(root / "sweep"), "--out",
-                          str(root / "again"), "--rounds", "2"], capture_output=True, text=True, timeout=120)
+    rep = subprocess.run([sys.executable, "-m", "rt4ksr", "sweep-report", f"multirun_dir={root / 'sweep'}",
+                          f"out={root / 'again'}", "rounds=2"], capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr
     assert (root / "again" / "report.png").is_file() and (root / "again" / "report.json").is_file()
 
@@ -222,7 +222,7 @@ def test_ddp_with_two_cpu_processes(tiny):
     logged = [r.split(",")[head.index("val/tiny/psnr")] for r in rows[1:]]
     logged = [float(v) for v in logged if v]
     # validation sharded over 2 ranks (images 0, 2 | 1) and reduced: equals the single-process evaluation
-    assert logged and logged[-1] == pytest.approx(metrics["benchmarks"]["tiny"]["psnr_y"], abs=1e-4)
+    assert logged and logged[-1] == pytest.approx(metrics["test_sets"]["tiny"]["psnr_y"], abs=1e-4)
 
 
 def test_optuna_search_runs_trials(tiny):
@@ -242,7 +242,7 @@ def test_quickstart_main_job(tmp_path):
                    f"paths.cache_dir={tmp_path / 'cache'}", "trainer.enable_progress_bar=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["benchmarks"]["sample_val"]["n"] == 2 and (tmp_path / "deploy_best.pth").is_file()
+    assert metrics["test_sets"]["sample_val"]["n"] == 2 and (tmp_path / "deploy_best.pth").is_file()
 
 
 def test_run_ending_between_validations_validates_and_saves_its_final_state(tiny):
@@ -348,6 +348,6 @@ def test_best_checkpoint_yields_to_a_final_state_at_least_as_good(tmp_path):
 
     cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/psnr", mode="max")
     cb.best_model_path, cb.best_model_score = str(tmp_path / "epoch_001.ckpt"), torch.tensor(30.0)
-    trainer = type("T", (), {"callbacks": [cb]})()
+    trainer = type("T", (), {"checkpoint_callback": cb})()
     assert best_checkpoint(trainer, 29.5) == (str(tmp_path / "epoch_001.ckpt"), 30.0)
     assert best_checkpoint(trainer, 30.0) == (None, None)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from helpers import randomize_
+from rt4ksr.core.errors import ConfigValueError, UnsupportedInputError
 from rt4ksr.data import read_image
-from rt4ksr.deploy.inference import Upscaler, build_model
-from rt4ksr.deploy.upscaling import OutputOptions, UnsupportedInputError, upscale_path
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.inference.loading import load_file
+from rt4ksr.inference.upscaler import Upscaler
+from rt4ksr.inference.upscaling import OutputOptions, upscale_path
 from rt4ksr.models import RTSRN, reparameterize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def test_upscaler_leaves_the_callers_model_alone():
 def test_build_model_needs_a_config_for_bare_state_dicts(tmp_path):
     torch.save(reparameterize(RTSRN()).state_dict(), tmp_path / "bare.pth")
     with pytest.raises(ValueError, match="carries no model config"):
-        build_model(None, tmp_path / "bare.pth")
+        load_file(tmp_path / "bare.pth")
 
 
 # --- nothing lost: depth, gray, alpha, orientation ----------------------------------------------------------
@@ -151,7 +152,7 @@ def test_build_model_needs_a_config_for_bare_state_dicts(tmp_path):
 def test_alpha_is_kept_and_upscaled(tmp_path, up2):
     """Alpha goes through the network as a gray plane (Real-ESRGAN's default) or through bicubic resizing; a
     uniform alpha stays uniform."""
-    from rt4ksr.deploy.upscaling import _single_channel
+    from rt4ksr.inference.upscaling.pictures import _single_channel
 
     rgba = np.random.default_rng(3).integers(0, 256, (18, 22, 4), dtype=np.uint8)
     rgba[..., 3] = np.where(np.arange(22) < 11, 255, 0)[None]  # opaque left half, transparent right half
@@ -292,7 +293,7 @@ def test_webm_output_reencodes_aac_audio(tmp_path, caplog, audio_rate):
 
 def test_cpu_commands_keep_freed_memory():
     """glibc takes the thresholds (checked in a fresh process: the setting is process-wide)."""
-    code = "from rt4ksr.deploy.cpu_memory import keep_freed_memory; assert keep_freed_memory()"
+    code = "from rt4ksr.inference.cpu_memory import keep_freed_memory; assert keep_freed_memory()"
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt exists on Linux only; elsewhere the call is a no-op")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -414,7 +415,7 @@ def test_gray_with_alpha_stays_gray_with_alpha(tmp_path, up2):
     from PIL import Image
 
     from rt4ksr.data.io import read_picture
-    from rt4ksr.deploy.upscaling import _single_channel
+    from rt4ksr.inference.upscaling.pictures import _single_channel
 
     rng = np.random.default_rng(9)
     gray, alpha = rng.integers(0, 256, (12, 14), dtype=np.uint8), np.tile(np.arange(14, dtype=np.uint8) * 18, (12, 1))
@@ -452,7 +453,7 @@ def test_quoted_overrides_survive_hydras_parser():
 
 
 def test_out_of_gpu_memory_fails_one_file_and_suggests_tiles(tmp_path, up2, monkeypatch):
-    import rt4ksr.deploy.upscaling as upscaling
+    import rt4ksr.inference.upscaling.paths as upscaling
 
     write(tmp_path / "in" / "a.png", 8, 8)
     write(tmp_path / "in" / "b.png", 8, 8)
@@ -507,7 +508,7 @@ def test_a_single_file_is_replaced_and_ext_must_agree(tmp_path, up2):
 
 
 def test_output_options_are_checked_before_any_work(tmp_path):
-    from rt4ksr.config import int_option
+    from rt4ksr.core.config import int_option
 
     bad = [dict(quality=500), dict(quality="high"), dict(crf=70), dict(crf=-1), dict(outscale="abc"),
            dict(outscale=0), dict(overwrite="yes"), dict(suffix="/../../esc"), dict(suffix="a/b"),
@@ -567,7 +568,7 @@ def test_a_single_file_run_removes_its_own_stale_partials(tmp_path, up2):
 
 
 def test_kernels_need_triton_and_cuda(monkeypatch):
-    from rt4ksr.extras import MissingExtraError
+    from rt4ksr.core.extras import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "triton", None)
     with pytest.raises(MissingExtraError, match=r"rt4ksr\[kernels\]"):

@@ -13,14 +13,10 @@ import pytest
 import torch
 
 from helpers import randomize_
-from rt4ksr.deploy.inference import Upscaler
-from rt4ksr.deploy.upscaling import (
-    DEEP_PIX_FMT,
-    DamagedVideoError,
-    OutputOptions,
-    expected_frames,
-    upscale_path,
-)
+from rt4ksr.inference.upscaler import Upscaler
+from rt4ksr.inference.upscaling import DamagedVideoError, OutputOptions, upscale_path
+from rt4ksr.inference.upscaling.streams import DEEP_PIX_FMT
+from rt4ksr.inference.upscaling.video import expected_frames
 from rt4ksr.models import RTSRN, reparameterize
 
 av = pytest.importorskip("av")

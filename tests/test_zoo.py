@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from helpers import CKPT_DIR, ROOT
-from rt4ksr.deploy.inference import build_model
+from helpers import CKPT_DIR, ROOT, run_module
+from rt4ksr.inference.evaluate import evaluate_sets
+from rt4ksr.inference.loading import load_file
 from rt4ksr.models.checkpoint import read_config
 from rt4ksr.models.pretrained import (
+    DEGRADED_SETS,
     SETS,
     TASKS,
     ZOO_DIR,
@@ -29,16 +29,14 @@ from rt4ksr.models.pretrained import (
     scale_for,
     weights_path,
 )
-from rt4ksr.quality.evaluate import evaluate_benchmarks
+from rt4ksr.zoo import markdown
 
 TOLERANCE_DB = 0.005  # a card's Y-PSNR against a fresh evaluation of its file
 EXPECTED = {"official-x2", "official-x3", "rt4ksr-x2", "rt4ksr-x3", "rt4ksr-x4", "rt4ksr-realworld-x2"}
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RT4KSR_LOG_DIR": str(cwd / "logs")}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+def run(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return run_module(module, *args, cwd=cwd, timeout=300)
 
 
 def card_mismatches(e: Entry, measured: dict[str, dict[str, float]]) -> list[str]:
@@ -57,8 +55,8 @@ def card_mismatches(e: Entry, measured: dict[str, dict[str, float]]) -> list[str
 
 
 def measure(e: Entry, testsets_dir: Path, sets: list[str], tmp_path: Path) -> dict[str, dict[str, float]]:
-    model = build_model(None, e.path)
-    return evaluate_benchmarks(model, testsets_dir, sets, e.scale, lr_cache_dir=tmp_path / "lr")
+    model = load_file(e.path).model
+    return evaluate_sets(model, testsets_dir, sets, e.scale, lr_cache_dir=tmp_path / "lr")
 
 
 def test_the_zoo_holds_every_entry_with_a_whole_card():
@@ -70,7 +68,7 @@ def test_the_zoo_holds_every_entry_with_a_whole_card():
         assert hashlib.sha256(e.path.read_bytes()).hexdigest() == card["sha256"], f"{e.name}: file and card differ"
         config = read_config(e.path)
         assert config["scale"] == e.scale and config["is_train"] is False, e.name
-        model = build_model(None, e.path)
+        model = load_file(e.path).model
         assert sum(p.numel() for p in model.parameters()) == e.params, e.name
         assert set(SETS) <= set(card["metrics"]["sets"]), f"{e.name}: the card lacks a benchmark set"
         assert card["metrics"]["command"].startswith(f"rt4ksr eval weights={e.name}")
@@ -160,6 +158,35 @@ def test_zoo_command_prints_the_table_and_the_cards():
         proc.stderr.strip()] and "did you mean 'official-x3'" in proc.stderr, proc.stderr
 
 
+def test_realworld_entries_beat_the_clean_entry_on_degraded_inputs():
+    """What a real-world entry is for, on its card: both degraded sets above the default clean entry."""
+    for e in entries():
+        if e.task != "realworld":
+            continue
+        clean = default_entry(e.scale)
+        for name in DEGRADED_SETS:
+            assert e.figures(name)["psnr_y"] > clean.figures(name)["psnr_y"], (e.name, name)
+
+
+def test_the_docs_table_is_the_cards():
+    """docs/zoo.md holds `rt4ksr zoo format=markdown` between its markers: a changed card changes the page."""
+    text = (ROOT / "docs" / "zoo.md").read_text()
+    start = text.index("\n", text.index("<!-- zoo table:")) + 1
+    page = text[start:text.index("<!-- end of the zoo table -->")].strip()
+    assert page == markdown().strip(), "docs/zoo.md's table differs from the cards: python scripts/zoo_entry.py docs"
+    for e in entries():
+        assert f"`{e.name}`" in page
+
+
+def test_zoo_formats():
+    proc = run("rt4ksr.zoo", "format=markdown")
+    assert proc.returncode == 0 and proc.stdout.startswith("| name | scale |"), proc.stderr
+    proc = run("rt4ksr.zoo", "format=json")
+    assert proc.returncode == 0 and '"sha256"' in proc.stdout
+    proc = run("rt4ksr.zoo", "format=markdwon")
+    assert proc.returncode == 1 and "did you mean 'markdown'" in proc.stderr, proc.stderr
+
+
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photo") / "photo.jpg"
@@ -198,15 +225,15 @@ def test_every_command_that_takes_weights_takes_a_zoo_name(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f'"params_deploy": {entry("rt4ksr-x4").params}' in proc.stdout
     proc = run("rt4ksr.benchmark", "weights=official-x2", "modes=[deploy_fp32]", "batch_sizes=[1]", "cpu_repeats=1",
-               "warmup=1", "cpu_size={'2': [16, 16]}", "fp16_check=false")
+               "warmup=1", "cpu_size=[16,16]", "fp16_check=false")
     assert proc.returncode == 0, proc.stderr
     proc = run("rt4ksr.benchmark", "modes=[deploy_fp32]", "batch_sizes=[1]", "cpu_repeats=1", "warmup=1",
-               "cpu_size={'2': [16, 16]}")
-    assert proc.returncode == 0 and "fp16 check skipped: the model has random weights" in proc.stdout, proc.stderr
+               "cpu_size=[16,16]", "paths.data_dir=/nonexistent")
+    assert proc.returncode == 0 and "fp16 check skipped: no test sets at /nonexistent" in proc.stdout, proc.stderr
 
 
 def test_eval_takes_a_zoo_name(testsets_dir, tmp_path):
-    proc = run("rt4ksr.eval", "weights=official-x2", "data.benchmarks=[set5]", f"paths.data_dir={testsets_dir.parent}",
+    proc = run("rt4ksr.eval", "weights=official-x2", "data.test_sets=[set5]", f"paths.data_dir={testsets_dir.parent}",
                "progress=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"{entry('official-x2').figures('set5')['psnr_y']:.4f}" in proc.stdout
@@ -214,7 +241,7 @@ def test_eval_takes_a_zoo_name(testsets_dir, tmp_path):
 
 def test_spandrel_loads_a_zoo_name():
     pytest.importorskip("spandrel")
-    from rt4ksr.deploy.spandrel_arch import load_file
+    from rt4ksr.inference.spandrel_arch import load_file
 
     desc = load_file("rt4ksr-x4")
     assert desc.scale == 4 and desc.architecture.id == "RT4KSR"

@@ -6,27 +6,31 @@ import difflib
 import importlib
 import sys
 
+from rt4ksr import __version__
+
 COMMANDS = {
     "train": "rt4ksr.train",
     "eval": "rt4ksr.eval",
     "upscale": "rt4ksr.upscale",
     "export": "rt4ksr.export",
     "benchmark": "rt4ksr.benchmark",
+    "benchmark-data": "rt4ksr.benchmark_data",
     "summary": "rt4ksr.summary",
     "zoo": "rt4ksr.zoo",
     "sweep-report": "rt4ksr.sweep_report",
     "make-lr": "rt4ksr.make_lr",
     "extract-subimages": "rt4ksr.extract_subimages",
-    "kernel-sweep": "rt4ksr.kernels.sweep",
-    "kernel-report": "rt4ksr.kernels.aot",
+    "kernel-sweep": "rt4ksr.kernel_sweep",
+    "kernel-report": "rt4ksr.kernel_report",
 }
 
 SUMMARIES = {
-    "train": "train, fuse, validate, time and save a model (experiment=quickstart: a few CPU minutes)",
+    "train": "train, fuse, validate, time and save a model (experiment=quickstart: about a minute on a CPU)",
     "eval": "Y-channel PSNR/SSIM of a checkpoint on set5, set14, b100, urban100",
     "upscale": "upscale an image, a folder or a video (the zoo's model when no weights are given)",
     "export": "write ONNX, TorchScript or safetensors",
-    "benchmark": "inference speed of every execution path ('benchmark data': the data side)",
+    "benchmark": "inference speed of every execution path (1080p->4K / 720p->4K on a GPU), and the fp16 check",
+    "benchmark-data": "the data side: loader crops/s, degradation time per batch, LR fidelity",
     "summary": "parameters, deploy-form MACs and fusion error of a configured model",
     "zoo": "the models bundled with rt4ksr: figures, training, cards",
     "sweep-report": "a multirun's table and figure, every design re-timed in one process",
@@ -54,8 +58,6 @@ def version() -> str:
     try:
         return dist_version("rt4ksr")
     except PackageNotFoundError:
-        from rt4ksr import __version__
-
         return __version__
 
 
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rt4ksr {version()}")
         raise SystemExit(0)
     name, rest = args[0], args[1:]
+    if name == "benchmark" and rest[:1] == ["data"]:
+        raise SystemExit("error: the data side is its own command: rt4ksr benchmark-data " + " ".join(rest[1:]))
     if name not in COMMANDS:
         near = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""

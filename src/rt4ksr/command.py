@@ -22,8 +22,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from rt4ksr.config import CONFIG_DIR
-from rt4ksr.errors import (
+from rt4ksr.core.config import CONFIG_DIR
+from rt4ksr.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USER_ERROR,

@@ -9,11 +9,11 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.config import resolve_device
-from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.deploy.inference import load_model
-from rt4ksr.files import write_json
-from rt4ksr.quality.evaluate import evaluate_benchmarks, format_table
+from rt4ksr.core.config import resolve_device
+from rt4ksr.core.files import write_json
+from rt4ksr.inference.cpu_memory import keep_freed_memory
+from rt4ksr.inference.evaluate import evaluate_sets, format_table
+from rt4ksr.inference.loading import load_model
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,8 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     """Evaluate and return ``{set: {psnr_y, ssim_y, n}}``; also writes ``metrics_file`` when set."""
     device = resolve_device(cfg.device)
-    model, _ = load_model(cfg, default_scale=cfg.model.scale)
-    model = model.to(device)
-    results = evaluate_benchmarks(model, cfg.data.testsets_dir, cfg.data.benchmarks, model.scale,
+    model = load_model(cfg, default_scale=cfg.model.scale).model.to(device)
+    results = evaluate_sets(model, cfg.data.testsets_dir, cfg.data.test_sets, model.scale,
                                   progress=cfg.progress, lr_cache_dir=cfg.data.lr_cache_dir)
     print(format_table(results, model.scale))
     if cfg.metrics_file:

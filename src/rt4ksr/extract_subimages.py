@@ -5,8 +5,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
+from rt4ksr.core.errors import PartialFailure
 from rt4ksr.data.subimages import extract_subimages
-from rt4ksr.errors import PartialFailure
 
 
 @hydra_command("extract_subimages")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
+from rt4ksr.core.errors import PartialFailure
 from rt4ksr.data.lr_files import make_lr_folder
-from rt4ksr.errors import PartialFailure
 
 
 @hydra_command("make_lr")

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.deploy.inference import load_model
+from rt4ksr.inference.loading import load_model
 from rt4ksr.models.profile import summarize, summarize_deploy
 
 
@@ -24,10 +24,10 @@ def main(cfg: DictConfig) -> None:
         print(f"model: {cfg.model._target_} x{s['scale']} (block {block.rsplit('.', 1)[-1]})")
         print(f"parameters, training form: {s['params_train']:,}")
     else:
-        model, source = load_model(cfg)
-        s = summarize_deploy(model)
-        block = model.config["baseblock"]["_target_"]
-        print(f"model: {source} x{s['scale']} (block {block.rsplit('.', 1)[-1]}, deploy form)")
+        loaded = load_model(cfg)
+        s = summarize_deploy(loaded.model)
+        block = loaded.model.config["baseblock"]["_target_"]
+        print(f"model: {loaded.source} x{s['scale']} (block {block.rsplit('.', 1)[-1]}, deploy form)")
     h, w = s["input"]
     print(f"parameters, deploy form:   {s['params_deploy']:,}")
     print(f"deploy MACs for {w}x{h} input: {s['macs_deploy'] / 1e9:.2f} G")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.deploy.cpu_memory import keep_freed_memory
+from rt4ksr.inference.cpu_memory import keep_freed_memory
 from rt4ksr.training.run import train
 
 

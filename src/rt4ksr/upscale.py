@@ -16,11 +16,12 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from rt4ksr.command import hydra_command
-from rt4ksr.config import bool_option, int_option, named_on_command_line, resolve_device
-from rt4ksr.deploy.cpu_memory import keep_freed_memory
-from rt4ksr.deploy.inference import BACKENDS, Upscaler, load_model
-from rt4ksr.deploy.upscaling import OutputOptions, check_paths, upscale_path
-from rt4ksr.errors import ConfigValueError, PartialFailure
+from rt4ksr.core.config import bool_option, int_option, named_on_command_line, resolve_device
+from rt4ksr.core.errors import ConfigValueError, PartialFailure
+from rt4ksr.inference.cpu_memory import keep_freed_memory
+from rt4ksr.inference.loading import load_model
+from rt4ksr.inference.upscaler import BACKENDS, Upscaler
+from rt4ksr.inference.upscaling import OutputOptions, check_paths, upscale_path
 from rt4ksr.models.pretrained import scale_for
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def run(cfg: DictConfig) -> None:
         log.warning("half=true applies on CUDA: the CPU runs fp32 (fp16 there is slower and less exact)")
         half = False
     check_paths(src, dst, opts)
-    model, _ = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
-    up = Upscaler(model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
+    loaded = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
+    up = Upscaler(loaded.model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
                   kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
                   backend=cfg.backend)
     report = upscale_path(up, src, dst, opts, cfg.batch_size, cfg.progress)

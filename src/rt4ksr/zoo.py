@@ -1,4 +1,5 @@
-"""``rt4ksr zoo [name=NAME] [json=true]``: the bundled models, their training and their ``rt4ksr eval`` figures."""
+"""``rt4ksr zoo [name=NAME] [format=text|markdown|json]``: the bundled models, their training and their ``rt4ksr eval``
+figures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import yaml
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.models.pretrained import SETS, Entry, entries, entry, is_default
+from rt4ksr.core.config import choice_option
+from rt4ksr.models.pretrained import DEGRADED_SETS, SETS, Entry, entries, entry, is_default
+
+FORMATS = ("text", "markdown", "json")
 
 
 def _training(e: Entry) -> str:
@@ -36,6 +40,20 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def markdown() -> str:
+    """The zoo as a Markdown table (the docs' zoo page holds this text; a test keeps the two equal): figures on the
+    four sets and the two degraded ones, then one line per entry on how it was trained."""
+    sets = list(SETS) + list(DEGRADED_SETS)
+    lines = ["| name | scale | params | task | " + " | ".join(sets) + " |", "|---" * (4 + len(sets)) + "|"]
+    for e in entries():
+        name = f"`{e.name}`" + (" \\*" if is_default(e) else "")
+        cells = " | ".join(_cell(e, s) for s in sets)
+        lines.append(f"| {name} | x{e.scale} | {e.params:,} | {e.task} | {cells} |")
+    lines += ["", "How each entry was trained (its card has the whole command, seed and software):", ""]
+    lines += [f"- `{e.name}`: {_training(e)}" for e in entries()]
+    return "\n".join(lines)
+
+
 def _cell(e: Entry, name: str) -> str:
     f = e.figures(name)
     return f"{f['psnr_y']:.2f}/{f['ssim_y']:.4f}" if f else "-"
@@ -48,11 +66,14 @@ def card(e: Entry) -> str:
 
 @hydra_command("zoo")
 def main(cfg: DictConfig) -> None:
+    choice_option("format", cfg.format, FORMATS)
     chosen = [entry(str(cfg.name))] if cfg.name is not None else list(entries())
-    if cfg.json:
+    if cfg.format == "json":
         print(json.dumps([{**e.card, "path": str(e.path), "default": is_default(e)} for e in chosen], indent=2))
     elif cfg.name is not None:
         print(card(chosen[0]), end="")
+    elif cfg.format == "markdown":
+        print(markdown())
     else:
         print(table())
 

@@ -21,8 +21,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rt4ksr.core.errors import ConfigValueError, InputNotFoundError
 from rt4ksr.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from rt4ksr.errors import ConfigValueError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.data.crops import HRCrops, HRImage, PackedImages, require_folder, scan_folder, scan_images
 from rt4ksr.data.degradation import MatlabBicubic
 from rt4ksr.data.realworld import SeededDegradation
-from rt4ksr.data.testsets import BenchmarkDataset
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.data.testsets import TestSet
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ShardSampler(DistributedSampler):
 
 
 class SRDataModule(L.LightningDataModule):
-    """Training crops from enabled HR folders; validation is the benchmark sets of ``benchmarks``.
+    """Training crops from enabled HR folders; validation is the test sets named in ``test_sets``.
 
     ``train_sets`` maps a name to ``{dir, enabled, files}``; enabling several combines them (the original
     ``--use-lsdir`` / ``--use-gta`` become ``data.train_sets.lsdir.enabled=true`` ...).
@@ -68,10 +68,10 @@ class SRDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         degradation: nn.Module | None = None,
         augment: bool = True,
-        benchmarks: Sequence[str] = ("set5", "set14", "b100", "urban100"),
+        test_sets: Sequence[str] = ("set5", "set14", "b100", "urban100"),
         testsets_dir: str | Path | None = None,
         lr_cache_dir: str | Path | None = None,
-        extra_benchmarks: Mapping[str, Mapping[str, Any]] | None = None,
+        extra_test_sets: Mapping[str, Mapping[str, Any]] | None = None,
         val_workers: int = 1,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -82,10 +82,10 @@ class SRDataModule(L.LightningDataModule):
         self.num_workers, self.packed, self.cache_dir = num_workers, packed, cache_dir
         self.degradation = degradation if degradation is not None else MatlabBicubic(scale)
         self.augment = augment
-        self.benchmarks, self.testsets_dir, self.lr_cache_dir = list(benchmarks), testsets_dir, lr_cache_dir
-        self.extra_benchmarks = {k: dict(v) for k, v in (extra_benchmarks or {}).items()}
+        self.test_sets, self.testsets_dir, self.lr_cache_dir = list(test_sets), testsets_dir, lr_cache_dir
+        self.extra_test_sets = {k: dict(v) for k, v in (extra_test_sets or {}).items()}
         self.val_workers = val_workers
-        self._val_sets: list[BenchmarkDataset] | None = None
+        self._val_sets: list[TestSet] | None = None
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_dataset: HRCrops | None = None
         self.skipped = 0  # unreadable training images met so far (summed over batches)
@@ -141,26 +141,26 @@ class SRDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
                           persistent_workers=self.persistent_workers and self.num_workers > 0)
 
-    def benchmark_datasets(self) -> list[BenchmarkDataset]:
-        """The validation sets: ``benchmarks`` by name (a missing one is skipped with a warning) and
-        ``extra_benchmarks`` given as HR files; LR images of HR-only sets are generated into the cache."""
+    def test_datasets(self) -> list[TestSet]:
+        """The validation sets: ``test_sets`` by name (a missing one is skipped with a warning) and
+        ``extra_test_sets`` given as HR files; LR images of HR-only sets are generated into the cache."""
         if self._val_sets is not None:
             return self._val_sets
         sets = []
-        for name in self.benchmarks if self.testsets_dir is not None else []:
+        for name in self.test_sets if self.testsets_dir is not None else []:
             try:
-                sets.append(BenchmarkDataset(self.testsets_dir, name, self.scale, self.lr_cache_dir))
+                sets.append(TestSet(self.testsets_dir, name, self.scale, self.lr_cache_dir))
             except FileNotFoundError as e:
                 log.warning("validation set %s skipped: %s", name, e)
-        for name, spec in self.extra_benchmarks.items():
+        for name, spec in self.extra_test_sets.items():
             files = scan_folder(spec["dir"], spec.get("files"), recursive=False)
-            sets.append(BenchmarkDataset(None, name, self.scale, self.lr_cache_dir, hr_files=files))
+            sets.append(TestSet(None, name, self.scale, self.lr_cache_dir, hr_files=files))
         self._val_sets = sets
         return sets
 
     @property
     def val_names(self) -> list[str]:
-        return [ds.name for ds in self.benchmark_datasets()]
+        return [ds.name for ds in self.test_datasets()]
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per set, batch 1 (sizes differ); each rank takes its own share of the images, without the
@@ -168,7 +168,7 @@ class SRDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return [DataLoader(ds, batch_size=1, sampler=ShardSampler(len(ds), rank, world), num_workers=self.val_workers)
-                for ds in self.benchmark_datasets()]
+                for ds in self.test_datasets()]
 
     def test_dataloader(self) -> list[DataLoader]:
         """The same sets as validation, for the end-of-run test of the final and the best state."""

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.data.degradation import imresize, mod_crop
-from rt4ksr.errors import ConfigValueError
 
 FORM = "<set>[_b<blur sigma>]_bicubic[_n<noise sigma>][_q<JPEG quality>]"
 EXAMPLE = "set14_bicubic_n5_q75"

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rt4ksr.errors import UserError
-from rt4ksr.files import write_bytes
+from rt4ksr.core.errors import UserError
+from rt4ksr.core.files import write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rt4ksr.core.errors import ConfigValueError, InputNotFoundError
 from rt4ksr.data.degradation import imresize, mod_crop
 from rt4ksr.data.degraded_sets import DegradedSet, degraded_lr
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
-from rt4ksr.errors import ConfigValueError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 

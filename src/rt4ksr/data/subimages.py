@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from rt4ksr.core.errors import InputNotFoundError
 from rt4ksr.data.io import ImageReadError, list_images, read_image, write_image
-from rt4ksr.errors import InputNotFoundError
 
 log = logging.getLogger(__name__)
 

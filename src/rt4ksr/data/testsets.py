@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rt4ksr.core.errors import ConfigValueError, InputNotFoundError, UserError
 from rt4ksr.data.degraded_sets import EXAMPLE, FORM, parse_degraded
 from rt4ksr.data.io import ImageReadError, list_images, read_image
 from rt4ksr.data.lr_files import cached_lr
-from rt4ksr.errors import ConfigValueError, InputNotFoundError, UserError
 
 LAYOUT = "<testsets_dir>/<name>/test/HR/*.png and <testsets_dir>/<name>/test/LR_bicubic_x<scale>/*.png"
 
@@ -45,7 +45,7 @@ def no_set_error(name: str, base: str, testsets_dir: Path) -> InputNotFoundError
                               f"{', '.join(sets)} (degraded sets are named {FORM}, e.g. {EXAMPLE})")
 
 
-class BenchmarkDataset(Dataset):
+class TestSet(Dataset):
     """HR/LR pairs of one test set: LR as given, HR mod-cropped to LR size x scale, both uint8 (3, H, W).
 
     The set is ``<testsets_dir>/<name>/test/HR`` with its ``LR_bicubic_x<scale>`` folder, or, with
@@ -53,6 +53,8 @@ class BenchmarkDataset(Dataset):
     folder there is read as a degraded set (``set14_bicubic_n5_q75``, see ``rt4ksr.data.degraded_sets``): the
     base set's HR images, and LR images generated once into ``lr_cache_dir`` by the recipe the name spells.
     """
+
+    __test__ = False  # a data set, not a pytest test class
 
     def __init__(self, testsets_dir: str | Path | None, name: str, scale: int,
                  lr_cache_dir: str | Path | None = None, progress: bool = False,

@@ -4,15 +4,12 @@ Triton's interpreter checks the kernels' arithmetic on the CPU, but it runs Pyth
 a kernel can pass there and still fail to compile for a GPU, or compile into register spills. The triton wheel
 carries ptxas, so the real compilation runs anywhere. What it reports is each launch's registers per thread,
 spilled bytes, shared memory, the occupancy they allow on the target, and its narrowest global store (2 bytes:
-scattered fp16). ``block_p`` and ``num_warps`` trade these, and speed itself still needs the card:
-
-    python -m rt4ksr.kernels.aot --ckpt ../shared/checkpoints/official/rt4ksr_x2.pth --fuse 1 2 --arch 90
+scattered fp16). ``block_p`` and ``num_warps`` trade these, and speed itself still needs the card. The command
+is ``rt4ksr kernel-report`` (``rt4ksr.kernel_report``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import subprocess
@@ -22,7 +19,8 @@ from typing import Any
 
 import torch
 
-from rt4ksr.kernels import Launch, TritonRTSRN
+from rt4ksr.core.scenario import uhd_input
+from rt4ksr.kernels.network import Launch, TritonRTSRN
 
 # per-SM limits: registers, threads, shared memory per SM usable by blocks (bytes), resident blocks
 SM_LIMITS = {80: (65536, 2048, 166912, 32), 86: (65536, 1536, 101376, 16), 89: (65536, 1536, 101376, 24),
@@ -123,43 +121,26 @@ def compile_report(fused: TritonRTSRN, input_shape: tuple[int, int, int, int], a
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    from rt4ksr.deploy.timing import uhd_input
-    from rt4ksr.models import RTSRN, load_official, reparameterize
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", help="official-format weights; none: a random released-design network")
-    ap.add_argument("--scale", type=int, default=2)
-    ap.add_argument("--global-skip", default="none")
-    ap.add_argument("--fuse", type=int, nargs="+", default=[1])
-    ap.add_argument("--block-p", type=int, nargs="+", default=[64])
-    ap.add_argument("--num-warps", type=int, nargs="+", default=[0], help="0: TritonRTSRN's choice per launch")
-    ap.add_argument("--dtype", default="fp16", choices=["fp16", "fp32"])
-    ap.add_argument("--arch", type=int, default=90, choices=sorted(SM_LIMITS))
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    model = load_official(args.ckpt) if args.ckpt else RTSRN(scale=args.scale, global_skip=args.global_skip)
-    dtype = {"fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    deploy = reparameterize(model).to(dtype)
+def report(deploy: torch.nn.Module, fuses: list[int], block_ps: list[int], num_warps: list[int], arch: int = 90
+           ) -> list[dict[str, Any]]:
+    """``compile_report`` of every (fuse, block_p, num_warps) for the 4K scenario's input, in ``deploy``'s dtype;
+    ``num_warps`` 0 is ``TritonRTSRN``'s own choice per launch."""
+    dtype = next(deploy.parameters()).dtype
     shape = (1, 3, *uhd_input(deploy.scale))
-    print(f"x{deploy.scale}, input {shape[3]}x{shape[2]}, {args.dtype}, compiled for sm_{args.arch}")
-    print(f"{'fuse':>4} {'block_p':>7} {'warps':>5}  {'kernel':<20} {'cout':>4} {'regs':>4} {'spill':>5} "
-          f"{'shared':>6} {'occup.':>6}")
     rows = []
-    for fuse in args.fuse:
-        for block_p in args.block_p:
-            for nw in args.num_warps:
+    for fuse in fuses:
+        for block_p in block_ps:
+            for nw in num_warps:
                 fused = TritonRTSRN(deploy, dtype=dtype, block_p=block_p, fuse=fuse, num_warps=nw or None)
-                for r in compile_report(fused, shape, args.arch):
-                    r.update(fuse=fuse)
-                    rows.append(r)
-                    name = r["kernel"] + (f" x{r['layers']}" if r["layers"] > 1 else "")
-                    print(f"{fuse:>4} {r['block_p']:>7} {r['num_warps']:>5}  {name:<20} {r['cout']:>4} {r['regs']:>4} "
-                          f"{r['spill_bytes']:>5} {r['shared']:>6} {r['occupancy']:>6.0%}")
-    if args.json:
-        args.json.write_text(json.dumps({"arch": args.arch, "scale": deploy.scale, "rows": rows}, indent=2) + "\n")
+                rows += [{**r, "fuse": fuse} for r in compile_report(fused, shape, arch)]
     return rows
 
 
-if __name__ == "__main__":
-    main()
+def format_report(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'fuse':>4} {'block_p':>7} {'warps':>5}  {'kernel':<20} {'cout':>4} {'regs':>4} {'spill':>5} "
+             f"{'shared':>6} {'occup.':>6}"]
+    for r in rows:
+        name = r["kernel"] + (f" x{r['layers']}" if r["layers"] > 1 else "")
+        lines.append(f"{r['fuse']:>4} {r['block_p']:>7} {r['num_warps']:>5}  {name:<20} {r['cout']:>4} {r['regs']:>4} "
+                     f"{r['spill_bytes']:>5} {r['shared']:>6} {r['occupancy']:>6.0%}")
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from rt4ksr.errors import InputNotFoundError, UserError
+from rt4ksr.core.errors import InputNotFoundError, UserError
 from rt4ksr.models.rtsrn import RTSRN
 
 # prefixes that wrappers add to the network's own keys: DataParallel/DDP, LightningModules, torch.compile

@@ -1,4 +1,5 @@
-"""What a configured model costs: parameters, deploy-form MACs at the 4K scenario, and its fusion error."""
+"""What a model costs and how far it sees: parameters, deploy-form MACs at the 4K scenario, its fusion error, and
+whether (and with how much context) it can run in tiles."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rt4ksr.deploy.timing import uhd_input
-from rt4ksr.models import reparameterize
+from rt4ksr.core.scenario import uhd_input
+from rt4ksr.models.layers import ECA, SimplifiedChannelAttention
+from rt4ksr.models.reparam import reparameterize
 
 
 def count_params(model: nn.Module) -> int:
@@ -57,3 +59,15 @@ def summarize(model: nn.Module, seed: int = 0) -> dict:
         "macs_deploy": count_macs(deploy, uhd_input(scale)),
         "fusion_max_abs_diff": fusion_error(model, deploy, seed=seed),
     }
+def is_local(model: nn.Module) -> bool:
+    """No global operation (ECA, NAFNet's channel attention): each output pixel depends on a bounded window,
+    so tiles with enough context give the untiled output."""
+    return not any(isinstance(m, ECA | SimplifiedChannelAttention) for m in model.modules())
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """An upper bound on how many LR pixels around a pixel its output depends on: every spatial convolution's
+    half-width at the feature resolution (``downscaling`` LR pixels per feature pixel), plus the bicubic skip's."""
+    multiple = getattr(model, "multiple", 1)
+    convs = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules() if isinstance(m, nn.Conv2d))
+    return convs * multiple + (2 if getattr(model, "global_skip", "none") == "bicubic" else 0)

@@ -1,1 +1,2 @@
-"""Image quality by the literature's convention (Y channel, crop = scale, per-image mean) and benchmark evaluation."""
+"""Image quality by the literature's convention: Y-channel PSNR/SSIM, crop = scale, per-image mean, as a
+torchmetrics Metric."""

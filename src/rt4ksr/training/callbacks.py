@@ -1,5 +1,8 @@
-"""Callbacks: deploy-form timing after each validation, an always-current last.ckpt, run health checks, and the
-whole run's progress and time left."""
+"""Callbacks: deploy-form timing after each validation and test, sample images for wandb, an always-current
+last.ckpt, run health checks, and the whole run's progress and time left.
+
+Each callback reports what the end of a run needs (timing, health, the last checkpoint) in the module's run
+record, ``SRModule.record``; the end of a run reads that record, never a callback's internals."""
 
 from __future__ import annotations
 
@@ -17,60 +20,72 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from rt4ksr.core.scenario import timing_input
 from rt4ksr.data.degradation import imresize
-from rt4ksr.deploy.timing import time_inference, uhd_input
+from rt4ksr.inference.evaluate import evaluate
+from rt4ksr.inference.timing import time_inference
 from rt4ksr.models import reparameterize
-from rt4ksr.quality.evaluate import evaluate
 from rt4ksr.training.module import NonFiniteLossError, SRModule
 
 log = logging.getLogger(__name__)
 
 
 class DeployTiming(Callback):
-    """After each validation, times the network it measured (``SRModule.eval_net``, the fused deploy form) for
-    1080p-to-4K (x2) or 720p-to-4K (x3) and logs ``val/ms`` and ``val/fps``.
-
-    On CUDA the timing is the deployment setting (fp16, channels_last, warm-up, CUDA events, median); on the
-    CPU fp32 at ``cpu_size``, since 4K is slow there. With a wandb logger, a table of ``log_images`` crops of the
-    first set (LR, bicubic, SR, HR) is logged too.
+    """After each validation and test, times the network it measured (``SRModule.eval_net``, the fused deploy
+    form) in the product's scenario: 1080p-to-4K (x2), 720p-to-4K (x3) or 540p-to-4K (x4), fp16 and
+    channels_last on CUDA (warm-up, CUDA events, median); on the CPU, fp32 at the scenario's stand-in, 1/8 of it
+    per side (``rt4ksr.core.scenario``), or ``cpu_size``. Validations log ``val/ms`` and ``val/fps``; every
+    timing goes to the module's run record (``pl_module.record["timing"]``), which ``metrics.json`` reports.
     """
 
     def __init__(self, time_inference: bool = True, cuda_warmup: int = 10, cuda_repeats: int = 50,
-                 cpu_size: tuple[int, int] | list[int] = (135, 240), cpu_repeats: int = 3, log_images: int = 2,
-                 image_crop: int = 96) -> None:
+                 cpu_size: tuple[int, int] | list[int] | None = None, cpu_repeats: int = 3) -> None:
         self.time_inference, self.cuda_warmup, self.cuda_repeats = time_inference, cuda_warmup, cuda_repeats
-        self.cpu_size, self.cpu_repeats = tuple(cpu_size), cpu_repeats
-        self.log_images, self.image_crop = log_images, image_crop
-        self.last_timing: dict[str, Any] | None = None
+        self.cpu_size, self.cpu_repeats = cpu_size, cpu_repeats
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: SRModule) -> None:
-        deploy = pl_module.eval_net  # still set: callbacks' epoch-end hooks run before the module's
-        if deploy is None or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self.time_inference:
-            self.last_timing = self.measure(deploy, pl_module.device, pl_module.scale)
-            pl_module.log("val/ms", self.last_timing["ms"], rank_zero_only=True)
-            pl_module.log("val/fps", self.last_timing["fps"], rank_zero_only=True)
-        if self.log_images:
-            self._log_images(trainer, deploy, pl_module)
+        timing = self._time(trainer, pl_module)  # eval_net is still set: callbacks' hooks run before the module's
+        if timing is not None:
+            pl_module.log("val/ms", timing["ms"], rank_zero_only=True)
+            pl_module.log("val/fps", timing["fps"], rank_zero_only=True)
 
-    def measure(self, deploy: torch.nn.Module, device: torch.device, scale: int) -> dict[str, Any]:
-        if device.type == "cuda":
-            return time_inference(deploy, uhd_input(scale), device, warmup=self.cuda_warmup,
-                                  repeats=self.cuda_repeats)
-        return time_inference(deploy, self.cpu_size, device, warmup=1, repeats=self.cpu_repeats)
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: SRModule) -> None:
+        self._time(trainer, pl_module)
+
+    def _time(self, trainer: L.Trainer, pl_module: SRModule) -> dict[str, Any] | None:
+        deploy = pl_module.eval_net
+        if not self.time_inference or deploy is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return None
+        device = pl_module.device
+        size = timing_input(pl_module.scale, device.type, self.cpu_size if device.type != "cuda" else None)
+        cuda = device.type == "cuda"
+        timing = time_inference(deploy, size, device, warmup=self.cuda_warmup if cuda else 1,
+                                repeats=self.cuda_repeats if cuda else self.cpu_repeats)
+        _record(pl_module)["timing"] = timing
+        return timing
+
+
+class SampleImages(Callback):
+    """With a wandb logger, after each validation: a table of ``count`` crops of the first validation set (LR,
+    bicubic, the fused network's SR, HR), so a dashboard shows what the figures mean."""
+
+    def __init__(self, count: int = 2, crop: int = 96) -> None:
+        self.count, self.crop = count, crop
 
     @torch.no_grad()
-    def _log_images(self, trainer: L.Trainer, deploy: torch.nn.Module, pl_module: SRModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: SRModule) -> None:
+        deploy = pl_module.eval_net
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        sets = getattr(trainer.datamodule, "benchmark_datasets", lambda: [])()
-        if not loggers or not sets:
+        if deploy is None or trainer.sanity_checking or not trainer.is_global_zero or not loggers or not self.count:
+            return
+        sets = getattr(trainer.datamodule, "test_datasets", lambda: [])()
+        if not sets:
             return
         import wandb
 
-        s, c = pl_module.scale, self.image_crop
+        s, c = pl_module.scale, self.crop
         rows = []
-        for i in range(min(self.log_images, len(sets[0]))):
+        for i in range(min(self.count, len(sets[0]))):
             item = sets[0][i]
             lr = item["lr"][None].float().div(255)
             h, w = lr.shape[-2:]
@@ -84,6 +99,13 @@ class DeployTiming(Callback):
         table = wandb.Table(columns=["image", "lr (nearest)", "bicubic", "sr (deploy form)", "hr"], data=rows)
         for lg in loggers:
             lg.experiment.log({f"val/{sets[0].name}/samples": table, "trainer/global_step": trainer.global_step})
+
+
+def _record(pl_module: L.LightningModule) -> dict[str, Any]:
+    """The module's run record (``SRModule.record``); a plain LightningModule gets one."""
+    if not hasattr(pl_module, "record"):
+        pl_module.record = {}
+    return pl_module.record
 
 
 def _to_hwc(t: torch.Tensor) -> np.ndarray:
@@ -127,6 +149,8 @@ class LastCheckpoint(Checkpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_time = time.monotonic()
         self._start_step = trainer.global_step
+        _record(pl_module)["last_checkpoint"] = {"path": str(self.path), "step": None,
+                                                 "start_step": trainer.global_step}
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
@@ -178,6 +202,8 @@ class LastCheckpoint(Checkpoint):
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         self._saved_step, self._last_time = trainer.global_step, time.monotonic()
+        _record(pl_module).setdefault("last_checkpoint", {"path": str(self.path), "start_step": self._start_step})
+        _record(pl_module)["last_checkpoint"]["step"] = self._saved_step
 
 
 class RunProgress(Callback):
@@ -280,7 +306,7 @@ class RunHealth(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: SRModule) -> None:
         if self.baseline is not None or not self.measure_baseline or not trainer.is_global_zero:
             return  # a resumed run keeps the baseline of the network it first started from
-        sets = getattr(trainer.datamodule, "benchmark_datasets", lambda: [])() if trainer.datamodule else []
+        sets = getattr(trainer.datamodule, "test_datasets", lambda: [])() if trainer.datamodule else []
         if not sets:
             return
         deploy = reparameterize(pl_module.validated_net)
@@ -288,6 +314,7 @@ class RunHealth(Callback):
         self.baseline = {"step": trainer.global_step, "sets": results,
                          self.metric: sum(r["psnr_y"] for r in results.values()) / len(results)}
         log.info("baseline (the network the run starts from): %s %.4f dB", self.metric, self.baseline[self.metric])
+        self._report(pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self.metric not in trainer.callback_metrics:
@@ -302,6 +329,7 @@ class RunHealth(Callback):
             self.validations.append(record)
         self.check(record, final=trainer.state.fn != TrainerFn.FITTING or trainer.should_stop)
         self._to_wandb(trainer)
+        self._report(pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A run that ends on a validation step has its last validation judged as the final one (the stall check,
@@ -311,6 +339,13 @@ class RunHealth(Callback):
                 and last["step"] < self.stall_after_steps):
             self.check(last, final=True)
             self._to_wandb(trainer)
+        self._report(pl_module)
+
+    def _report(self, pl_module: L.LightningModule) -> None:
+        """This run's health into the module's run record, for metrics.json and the wandb summary."""
+        _record(pl_module)["health"] = {"status": self.status, "warnings": self.warnings, "metric": self.metric,
+                                        "baseline": self.baseline, "validations": self.validations,
+                                        "summary": self.summary()}
 
     def _to_wandb(self, trainer: L.Trainer) -> None:
         for lg in trainer.loggers:

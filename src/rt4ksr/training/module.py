@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from rt4ksr.errors import UserError
+from rt4ksr.core.errors import UserError
 from rt4ksr.models import reparameterize
 from rt4ksr.models.checkpoint import CONFIG_KEY, config_tensor
 from rt4ksr.quality.metric import SRQuality, as_floats
@@ -38,7 +39,7 @@ class SRModule(L.LightningModule):
     of ``validated_net``, made at the start of each validation or test, so the figures are those of the network
     that gets deployed; with ``"train"`` the training form itself. ``validated_net`` is the exponential moving
     average of the weights when ``ema_decay > 0``, else the trained weights. Callbacks read ``eval_net`` during
-    a validation or test (``DeployTiming`` times it), and ``results[stage]`` after one.
+    a validation or test (``DeployTiming`` times it), and ``results[stage]`` and ``record`` after one.
 
     Per set, an ``SRQuality`` metric (Y channel, crop = scale, per-image mean) is reduced across processes
     by torchmetrics and logged as ``<stage>/<set>/psnr`` and ``/ssim``, with the means over sets as
@@ -66,6 +67,11 @@ class SRModule(L.LightningModule):
         self._measured = _Measured()
         self.results: dict[str, dict[str, dict[str, float | int]]] = {}  # stage -> set -> psnr_y, ssim_y, n
         self.validated_step: int | None = None  # the global step of the newest validation (sanity checks aside)
+        # what the callbacks report for the end of the run: timing, health, last_checkpoint (see callbacks.py)
+        self.record: dict[str, Any] = {}
+        # training time travels with the checkpoint: a resumed run reports the time of all its parts
+        self.prior_train_seconds = 0.0
+        self._fit_started: float | None = None
 
     @property
     def scale(self) -> int:
@@ -193,8 +199,18 @@ class SRModule(L.LightningModule):
     # --- exact resume: the random state travels with the checkpoint; so does the model config, inside the state
     # dict, so that tools that read only a file's tensors (spandrel) rebuild the network -----------------------
 
+    @property
+    def train_seconds(self) -> float:
+        """Seconds of training so far, the parts before a resume included."""
+        now = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.prior_train_seconds + now
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"][CONFIG_KEY] = config_tensor(self.net.config)
+        checkpoint["train_seconds"] = self.train_seconds
         for sched in checkpoint.get("lr_schedulers", []):  # MultiStepLR keeps its milestones in a Counter, which
             if isinstance(sched.get("milestones"), Counter):  # safe unpicklers (spandrel's) refuse: a plain dict
                 sched["milestones"] = dict(sched["milestones"])
@@ -208,6 +224,8 @@ class SRModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.get("state_dict", {}).pop(CONFIG_KEY, None)
+        if self._fit_started is None:  # a resume (not the end of a run testing its best checkpoint)
+            self.prior_train_seconds = float(checkpoint.get("train_seconds", 0.0))
         for sched in checkpoint.get("lr_schedulers", []):
             if isinstance(sched.get("milestones"), dict):
                 sched["milestones"] = Counter(sched["milestones"])

@@ -14,7 +14,6 @@ import re
 import shlex
 import signal
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,18 +27,18 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from rt4ksr.errors import ConfigValueError, Stopped
-from rt4ksr.files import torch_save, write_json, write_text
+from rt4ksr.core.errors import ConfigValueError, Stopped
+from rt4ksr.core.files import torch_save, write_json, write_text
+from rt4ksr.inference.evaluate import format_table
 from rt4ksr.models import load_into, pretrained, read_state_dict, reparameterize
 from rt4ksr.models.checkpoint import is_deploy_state, portable_state_dict
-from rt4ksr.quality.evaluate import format_table
-from rt4ksr.training.callbacks import DeployTiming, LastCheckpoint, RunHealth, RunProgress
+from rt4ksr.training.callbacks import RunProgress
 from rt4ksr.training.module import SRModule
 
 log = logging.getLogger(__name__)
 
 OOM_HINT = ("CUDA ran out of memory. Try a smaller batch or crop (data.batch_size=32, data.lr_crop=96), "
-            "mixed precision (trainer.precision=bf16-mixed), or fewer validation sets (data.benchmarks=[set5]).")
+            "mixed precision (trainer.precision=bf16-mixed), or fewer validation sets (data.test_sets=[set5]).")
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -75,28 +74,31 @@ def build_module(cfg: DictConfig) -> SRModule:
                     validate_form=cfg.get("validate_form", "deploy"))
 
 
-def validate_final_state(trainer: L.Trainer, module: SRModule, datamodule: Any) -> None:
+def validate_final_state(trainer: L.Trainer, module: SRModule, datamodule: Any,
+                         stop: StopOnSignal | None = None) -> None:
     """Validate the state the run ends with, unless its last step was just validated.
 
     A run stopped by its time or step budget between two validations would otherwise be judged, and its
     best checkpoint chosen, on an older state.
     """
-    if trainer.limit_val_batches == 0 or not datamodule.benchmark_datasets():
+    if trainer.limit_val_batches == 0 or not datamodule.test_datasets():
         return
     if module.validated_step != trainer.global_step:
         log.info("validating the final state (step %d)", trainer.global_step)
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        _stop_if_signalled(trainer)
+        if stop is not None:
+            stop.check()
 
 
-def measure_state(trainer: L.Trainer, module: SRModule, datamodule: Any, ckpt_path: str | None = None
-               ) -> dict[str, dict[str, float | int]]:
+def measure_state(trainer: L.Trainer, module: SRModule, datamodule: Any, ckpt_path: str | None = None,
+                  stop: StopOnSignal | None = None) -> dict[str, dict[str, float | int]]:
     """Every benchmark set, in full, through Lightning's test loop: the module's current state, or the state in
     ``ckpt_path`` (which the module then holds). Returns {set: {psnr_y, ssim_y, n}}, reduced over processes."""
-    if not datamodule.benchmark_datasets():
+    if not datamodule.test_datasets():
         return {}
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    _stop_if_signalled(trainer)
+    if stop is not None:
+        stop.check()
     return dict(module.results.get("test", {}))
 
 
@@ -111,8 +113,8 @@ def best_checkpoint(trainer: L.Trainer, final_value: float | None, final_step: i
                     ) -> tuple[str | None, float | None]:
     """The best validated checkpoint and its score, or (None, None) when the final state is that state or at
     least as good (the same answer on every process: the scores are reduced ones)."""
-    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    if ckpt_cb is None or not ckpt_cb.best_model_path or ckpt_cb.best_model_score is None:
+    ckpt_cb = trainer.checkpoint_callback  # Lightning's ModelCheckpoint (monitoring the validation metric)
+    if not isinstance(ckpt_cb, ModelCheckpoint) or not ckpt_cb.best_model_path or ckpt_cb.best_model_score is None:
         return None, None
     score = float(ckpt_cb.best_model_score)
     if final_value is not None and final_value >= score - 1e-6:  # val/psnr is logged in float32
@@ -127,21 +129,19 @@ def _mean_psnr(results: dict[str, dict[str, float | int]]) -> float | None:
     return sum(r["psnr_y"] for r in results.values()) / len(results) if results else None
 
 
-def _find(trainer: L.Trainer, kind: type) -> Any:
-    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
-
-
 def finish(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: Any, out_dir: Path,
-           train_seconds: float) -> dict[str, Any]:
+           train_seconds: float, stop: StopOnSignal | None = None) -> dict[str, Any]:
     """After ``fit``: validate and test the final state, test the best checkpoint when it is better, write both
-    deploy-form weights, time the final one, and write ``metrics.json``. The headline figures are the final
-    state's; the best validated state is reported beside them. Runs on every process (the test loop is
-    distributed); files are written by rank 0 only, and other ranks get an empty dict."""
-    validate_final_state(trainer, module, datamodule)
-    health, last = _find(trainer, RunHealth), _find(trainer, LastCheckpoint)
+    deploy-form weights, and write ``metrics.json`` from the module's results and run record (timing, health,
+    last checkpoint: what the callbacks reported). The headline figures are the final state's; the best validated
+    state is reported beside them. Runs on every process (the test loop is distributed); files are written by
+    rank 0 only, and other ranks get an empty dict."""
+    validate_final_state(trainer, module, datamodule, stop)
     step, rank0 = trainer.global_step, trainer.is_global_zero
     final_net = module.validated_net
-    final = measure_state(trainer, module, datamodule)
+    final = measure_state(trainer, module, datamodule, stop=stop)
+    timing = module.record.get("timing")  # DeployTiming's, of the final state's test
+    last = (module.record.get("last_checkpoint") or {}).get("path")
     deploy = None
     if rank0:
         deploy = save_deploy(final_net, out_dir / "deploy_final.pth", f"final state, step {step}")
@@ -149,56 +149,51 @@ def finish(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: An
         print(format_table(final, deploy.scale))
     best_path, _ = best_checkpoint(trainer, _mean_psnr(final), step)
     if best_path is None:  # the final state is the best one validated
-        best = {"source": "final state", "step": step, "checkpoint": str(last.path) if last else None,
-                "benchmarks": final, "val_psnr": _mean_psnr(final)}
+        best = {"source": "final state", "step": step, "checkpoint": last,
+                "test_sets": final, "val_psnr": _mean_psnr(final)}
         if rank0:
             save_deploy(final_net, out_dir / "deploy_best.pth", f"final state, step {step}")
     else:
-        best_results = measure_state(trainer, module, datamodule, ckpt_path=best_path)  # the module now holds it
+        best_results = measure_state(trainer, module, datamodule, ckpt_path=best_path, stop=stop)  # module holds it
         best_step = torch.load(best_path, map_location="cpu", weights_only=True).get("global_step")
         best = {"source": "best checkpoint", "step": best_step, "checkpoint": best_path,
-                "benchmarks": best_results, "val_psnr": _mean_psnr(best_results)}
+                "test_sets": best_results, "val_psnr": _mean_psnr(best_results)}
         if rank0:
             save_deploy(module.validated_net, out_dir / "deploy_best.pth", best_path)
             print(f"best validated state (step {best_step}, {best_path}):")
             print(format_table(best_results, deploy.scale))
     if not rank0:
         return {}
-    timing_cb = _find(trainer, DeployTiming)
-    device = trainer.strategy.root_device  # Lightning's teardown has moved the module back to the CPU by now
-    timing = timing_cb.measure(deploy.to(device), device, deploy.scale) \
-        if timing_cb and timing_cb.time_inference else None
+    health = dict(module.record["health"]) if module.record.get("health") else None  # RunHealth's
+    summary = health.pop("summary") if health else {}
     metrics = {
-        "benchmarks": final,
+        "test_sets": final,
         "val_psnr": _mean_psnr(final),
         "source": "final state",
-        "final_checkpoint": str(last.path) if last else None,
+        "final_checkpoint": last,
         "deploy_weights": str(out_dir / "deploy_final.pth"),
         "best": {**best, "deploy_weights": str(out_dir / "deploy_best.pth")},
-        "health": _health_record(health),
+        "health": health,
         "timing": timing,
         "params_train": sum(p.numel() for p in final_net.parameters()),
         "params_deploy": sum(p.numel() for p in deploy.parameters()),
         "epochs": trainer.current_epoch,
         "global_step": step,
         "train_seconds": round(train_seconds, 1),
+        "resumed_from": hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
         "reproducible": _reproducible(cfg, trainer),
     }
     write_json(out_dir / "metrics.json", metrics)
-    _wandb_summary(trainer, metrics, health)
-    if health is not None and health.status != "ok":
-        log.warning("this run's health: %s (%d warning(s), listed in metrics.json)", health.status,
-                    len(health.warnings))
+    _wandb_summary(trainer, metrics, summary)
+    if timing is not None:
+        print(f"deploy-form speed: {timing['ms']:.2f} ms per {timing['width']}x{timing['height']} frame "
+              f"({timing['fps']:.1f} FPS, {timing['dtype']}, {timing['device']})")
+    if health is not None and health["status"] != "ok":
+        log.warning("this run's health: %s (%d warning(s), listed in metrics.json)", health["status"],
+                    len(health["warnings"]))
     log.info("deploy-form weights: %s (final), %s (best); metrics: %s", out_dir / "deploy_final.pth",
              out_dir / "deploy_best.pth", out_dir / "metrics.json")
     return metrics
-
-
-def _health_record(health: RunHealth | None) -> dict[str, Any] | None:
-    if health is None:
-        return None
-    return {"status": health.status, "warnings": health.warnings, "metric": health.metric,
-            "baseline": health.baseline, "validations": health.validations}
 
 
 def _reproducible(cfg: DictConfig, trainer: L.Trainer) -> bool:
@@ -208,17 +203,16 @@ def _reproducible(cfg: DictConfig, trainer: L.Trainer) -> bool:
     return cfg.get("seed") is not None and not cfg.trainer.get("max_time") and deterministic
 
 
-def _wandb_summary(trainer: L.Trainer, metrics: dict[str, Any], health: RunHealth | None) -> None:
+def _wandb_summary(trainer: L.Trainer, metrics: dict[str, Any], health: dict[str, Any]) -> None:
     for lg in trainer.loggers:
         if isinstance(lg, WandbLogger):
-            flat = {f"final/{k}/{m}": v for k, r in metrics["benchmarks"].items() for m, v in r.items()}
-            flat.update({f"best/{k}/{m}": v for k, r in metrics["best"]["benchmarks"].items() for m, v in r.items()})
+            flat = {f"final/{k}/{m}": v for k, r in metrics["test_sets"].items() for m, v in r.items()}
+            flat.update({f"best/{k}/{m}": v for k, r in metrics["best"]["test_sets"].items() for m, v in r.items()})
             flat.update({"final/val_psnr": metrics["val_psnr"], "best/val_psnr": metrics["best"]["val_psnr"],
                          "best/step": metrics["best"]["step"], "final/params_deploy": metrics["params_deploy"]})
             if metrics["timing"]:
                 flat.update({"final/ms": metrics["timing"]["ms"], "final/fps": metrics["timing"]["fps"]})
-            if health is not None:
-                flat.update(health.summary())
+            flat.update(health)
             lg.experiment.summary.update(flat)
 
 
@@ -298,10 +292,11 @@ class StopOnSignal(Callback):
         if trainer is not None and not trainer.is_global_zero:
             return SystemExit(code)
         what = "terminated" if self.signum == signal.SIGTERM else "interrupted"
-        last = _find(trainer, LastCheckpoint) if trainer is not None else None
-        step = last.saved_step if last is not None else None
+        module = trainer.lightning_module if trainer is not None else None
+        last = getattr(module, "record", {}).get("last_checkpoint")  # LastCheckpoint's report
+        step = last.get("step") if last and Path(last["path"]).is_file() else None
         if step is not None:
-            path = last.path.resolve()
+            path = Path(last["path"]).resolve()
             now = trainer.global_step
             where = (f"after training (step {now}), before its final files were written" if self.finished_fit
                      else f"at step {now}")
@@ -310,7 +305,7 @@ class StopOnSignal(Callback):
             return Stopped(f"{what} {where}: {saved}; resume with: {resume_command(path)}", code)
         given = Path(hydra.utils.to_absolute_path(cfg.ckpt_path)) if cfg.get("ckpt_path") else None
         again = f"resume with: {resume_command(given)}" if given else f"start again with: {resume_command(None)}"
-        start = last.start_step if last is not None and last.start_step is not None else 0
+        start = (last.get("start_step") or 0) if last else 0
         if trainer is not None and trainer.global_step > start:  # trained, but nothing saved
             why = ("the callbacks have no last_checkpoint" if last is None
                    else "fast_dev_run writes none" if trainer.fast_dev_run else "the stop came mid-step")
@@ -322,12 +317,6 @@ class StopOnSignal(Callback):
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
     return None
-
-
-def _stop_if_signalled(trainer: L.Trainer) -> None:
-    stop = _find(trainer, StopOnSignal)
-    if stop is not None:
-        stop.check()
 
 
 def resume_command(ckpt: Path | None) -> str:
@@ -384,7 +373,6 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, Any]:
         write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     for lg in loggers:
         lg.log_hyperparams(resolved)
-    start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule,
                     ckpt_path=hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
@@ -392,5 +380,5 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, Any]:
         raise RuntimeError(OOM_HINT) from e
     stop.finished_fit = True
     stop.check()
-    seconds = time.perf_counter() - start
-    return finish(cfg, trainer, module, datamodule, out_dir, seconds)
+    seconds = module.train_seconds  # the parts before a resume included
+    return finish(cfg, trainer, module, datamodule, out_dir, seconds, stop)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.core.errors import ConfigValueError
 
 KEY = "data.degradation"
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")

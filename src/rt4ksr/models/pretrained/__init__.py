@@ -21,12 +21,13 @@ from typing import Any
 
 import yaml
 
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.core.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parent
 SETS = ("set5", "set14", "b100", "urban100")  # the sets every card reports, in this order
+DEGRADED_SETS = ("set14_bicubic_n5_q75", "b100_b1_bicubic_n10")  # and the degraded sets, for real-world inputs
 TASKS = ("bicubic", "realworld")  # what an entry is trained to undo: clean MATLAB bicubic, or real-world inputs
 
 

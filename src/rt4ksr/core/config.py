@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rt4ksr.errors import ConfigValueError
+from rt4ksr.core.errors import ConfigValueError
 
 # The configs ship inside the package. Users add their own folder with Hydra's search path
 # ('hydra.searchpath=[file:///path/to/configs]'): its files extend or override these, group by group.
-CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 def project_root() -> str:
@@ -20,7 +22,7 @@ def project_root() -> str:
     runs from (so ``../shared`` beside it is found); else the current working directory (an installed package)."""
     if os.environ.get("RT4KSR_ROOT"):
         return str(Path(os.environ["RT4KSR_ROOT"]).resolve())
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "rt4ksr").is_dir():
         return str(checkout)
     return str(Path.cwd())
@@ -137,6 +139,27 @@ def int_option(key: str, value: object, low: int = 0, high: int | None = None, n
         span = f"from {low} to {high}" if high is not None else f">= {low}"
         raise ConfigValueError(f"{key} must be an integer {span}{' or null' if none else ''}, got {value!r}")
     return value
+
+
+def int_list(key: str, value: object, length: int | None = None) -> list[int]:
+    """``value`` checked as a list of positive integers (of ``length`` items when given), from a config list."""
+    items = list(value) if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(
+        value, str | bytes) else None
+    if items is None or not items or (length is not None and len(items) != length) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        shape = f"{length} positive integers" if length else "a list of positive integers"
+        raise ConfigValueError(f"{key} must be {shape}, e.g. {key}=[{', '.join(['64'] * (length or 2))}], "
+                               f"got {value!r}")
+    return items
+
+
+def choice_option(key: str, value: object, choices: tuple | list) -> Any:
+    """``value`` checked as one of ``choices``; the message lists them (and the closest, for a typo)."""
+    if value in choices:
+        return value
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigValueError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{hint}")
 
 
 def bool_option(key: str, value: object, none: bool = False) -> bool | None:

@@ -15,17 +15,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rt4ksr.extras import require
+from rt4ksr.core.extras import require
+from rt4ksr.inference.loading import load_state
 from rt4ksr.models import pretrained
 from rt4ksr.models.checkpoint import (
     CONFIG_KEY,
     CheckpointMismatchError,
     is_deploy_state,
-    load_into,
     network_state,
-    official_config,
 )
-from rt4ksr.models.reparam import reparameterize
 from rt4ksr.models.rtsrn import RTSRN
 
 spandrel = require("spandrel", "spandrel", "spandrel support")
@@ -74,28 +72,20 @@ def build_network(state_dict: Mapping[str, Any]) -> RTSRN:
     ``official_config``); fused weights without a config cannot be rebuilt, since fusing erases the block design.
     """
     state, config = network_state(state_dict, _SOURCE)
-    deploy = is_deploy_state(state, config)
-    if config is not None:
-        from rt4ksr.deploy.inference import model_from_config  # Hydra is imported only when needed
-
-        model = model_from_config(config, is_train=not deploy)
-    elif deploy:
+    if config is None and is_deploy_state(state):
         raise CheckpointMismatchError(
             f"these RT4KSR weights carry no model config ('{CONFIG_KEY}') and are not in training form: fused "
             "(deploy-form) weights cannot be rebuilt from their tensors, since fusing erases the block design. Use "
-            "a file that carries the config (deploy_best.pth, deploy_final.pth, a 'python -m rt4ksr.export' "
-            "safetensors file, a Lightning checkpoint) or the training-form checkpoint.")
-    else:
-        model = RTSRN(**official_config(state))
-        try:
-            load_into(model, state, _SOURCE)
-        except CheckpointMismatchError as e:
-            raise CheckpointMismatchError(
-                f"these RT4KSR weights carry no model config ('{CONFIG_KEY}'), so they were read as the released "
-                f"design, which they do not fit. Use a file that carries the config.\n{e}") from None
-        return reparameterize(model)
-    load_into(model, state, _SOURCE)
-    return model if deploy else reparameterize(model)
+            "a file that carries the config (deploy_best.pth, deploy_final.pth, an 'rt4ksr export' safetensors "
+            "file, a zoo entry, a Lightning checkpoint) or the training-form checkpoint.")
+    try:
+        return load_state(state, config, None, _SOURCE).model  # rt4ksr's own loader: the same network
+    except CheckpointMismatchError as e:
+        if config is not None:
+            raise
+        raise CheckpointMismatchError(
+            f"these RT4KSR weights carry no model config ('{CONFIG_KEY}'), so they were read as the released "
+            f"design, which they do not fit. Use a file that carries the config.\n{e}") from None
 
 
 def load_file(path: str | Path, device: str | torch.device | None = None) -> spandrel.ImageModelDescriptor[RTSRN]:

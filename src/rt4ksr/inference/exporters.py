@@ -10,15 +10,16 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import struct
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from rt4ksr.errors import ConfigValueError
-from rt4ksr.extras import require
-from rt4ksr.files import atomic_path, write_bytes
+from rt4ksr.core.errors import ConfigValueError
+from rt4ksr.core.extras import require
+from rt4ksr.core.files import atomic_path, write_bytes
 from rt4ksr.models.checkpoint import CONFIG_KEY, portable_state_dict
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,19 @@ def export_safetensors(model: nn.Module, path: Path, fp16: bool = False) -> Path
     from safetensors.torch import save
 
     state = portable_state_dict(model, torch.float16 if fp16 else torch.float32)
-    write_bytes(path, save(state, metadata={CONFIG_KEY: json.dumps(model.config), "format": "pt"}))
+    data = save(state, metadata={"format": "pt", CONFIG_KEY: json.dumps(model.config)})
+    write_bytes(path, canonical_safetensors(data))
     return path
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: safetensors orders the metadata by a hash map, which
+    differs from process to process, and a weights file should be byte-identical whenever its tensors are (the
+    zoo's cards pin each file by its SHA-256)."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header with spaces to 8-byte alignment
+    return struct.pack("<Q", len(header)) + header + data[8 + n:]
 
 
 def static_shape(fmt: str, input_size: object, batch_size: object = 1) -> tuple[int, int] | None:

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rt4ksr.data.testsets import BenchmarkDataset, MissingLRError
+from rt4ksr.data.testsets import MissingLRError, TestSet
 from rt4ksr.quality.metric import SRQuality, as_floats
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: BenchmarkDataset, progress: bool = False) -> dict[str, float | int]:
+def evaluate(model: nn.Module, dataset: TestSet, progress: bool = False) -> dict[str, float | int]:
     """Mean Y-PSNR / Y-SSIM over a set, one image at a time (sizes differ), on the model's device. A process of
     its own: nothing is gathered from other processes, even inside a distributed run."""
     p = next(model.parameters())
@@ -30,7 +30,7 @@ def evaluate(model: nn.Module, dataset: BenchmarkDataset, progress: bool = False
     return as_floats(metric.compute())
 
 
-def evaluate_benchmarks(model: nn.Module, testsets_dir: str | Path, names: Iterable[str], scale: int,
+def evaluate_sets(model: nn.Module, testsets_dir: str | Path, names: Iterable[str], scale: int,
                         progress: bool = False, lr_cache_dir: str | Path | None = None,
                         ) -> dict[str, dict[str, float | int]]:
     """Every named set. A set without LR images for this scale gets them generated into ``lr_cache_dir``;
@@ -41,7 +41,7 @@ def evaluate_benchmarks(model: nn.Module, testsets_dir: str | Path, names: Itera
     try:
         for name in names:
             try:
-                ds = BenchmarkDataset(testsets_dir, name, scale, lr_cache_dir, progress=progress)
+                ds = TestSet(testsets_dir, name, scale, lr_cache_dir, progress=progress)
             except MissingLRError as e:
                 log.warning("skipping %s: %s", name, e)
                 continue

@@ -1,9 +1,9 @@
-"""Loading a model for inference, and running it on whole images, in tiles or in batches of frames."""
+"""Running a deploy-form model on images: uint8/uint16 frames in, on the device, whole or in tiles, in batches;
+eager, torch.compile, CUDA graphs, the fused Triton kernels or ONNX Runtime."""
 
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -12,70 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from rt4ksr.config import int_option, named_on_command_line
-from rt4ksr.errors import ConfigValueError
-from rt4ksr.extras import require
-from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
-from rt4ksr.models.checkpoint import is_deploy_state, read_config
-from rt4ksr.models.layers import ECA, SimplifiedChannelAttention
-from rt4ksr.models.pretrained import weights_path
-
-log = logging.getLogger(__name__)
-
-
-def build_model(model_cfg: DictConfig | Mapping[str, Any] | None, ckpt_path: str | Path | None) -> nn.Module:
-    """The deploy form of a model with a checkpoint's weights (training or fused form, any supported file).
-
-    A file that carries its model config (``deploy_best.pth``, exported safetensors) needs no ``model_cfg``;
-    when both exist, the file's config wins, since it describes the weights.
-    """
-    if ckpt_path is None:
-        if model_cfg is None:
-            raise ConfigValueError("give a model config, a checkpoint (ckpt_path=...), or both")
-        log.warning("no ckpt_path: randomly initialised weights")
-        return reparameterize(instantiate(model_cfg))
-    path = to_absolute_path(str(ckpt_path))
-    state = read_state_dict(path)
-    carried = read_config(path)
-    deploy = is_deploy_state(state, carried)
-    if carried is not None:
-        model = model_from_config(carried, is_train=not deploy)
-    elif model_cfg is not None:
-        model = instantiate(model_cfg, is_train=not deploy)
-    else:
-        raise ConfigValueError(f"{path} carries no model config: give model=<preset> as well "
-                               "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design)")
-    load_into(model, state, path)
-    return reparameterize(model)
-
-
-def load_model(cfg: DictConfig, default_scale: int | None = None) -> tuple[nn.Module, str | None]:
-    """The deploy-form model a command runs and the file it came from: its ``ckpt_path``, the zoo entry
-    ``weights``, or, given neither, the zoo's default at ``default_scale`` (with no default scale: the configured
-    model, randomly initialised, and None).
-
-    Files that carry their config decide the architecture; a model the command line named (``model=rt4ksr_x3``)
-    must then agree with them on the scale, since that is what the user asked for.
-    """
-    path = weights_path(cfg.get("ckpt_path"), cfg.get("weights"), default_scale)
-    model = build_model(cfg.model, path)
-    if path is not None and named_on_command_line("model") and model.scale != cfg.model.scale:
-        given = f"weights={cfg.weights}" if cfg.get("weights") else f"ckpt_path={cfg.get('ckpt_path') or path}"
-        raise ConfigValueError(f"{given} is an x{model.scale} model, but the model options ask for x{cfg.model.scale}: "
-                               f"drop them (the weights carry their config) or give x{cfg.model.scale} weights")
-    return model, path
-
-
-def model_from_config(config: Mapping[str, Any], **overrides: Any) -> RTSRN:
-    """An RTSRN from the config dict a model records (``model.config``): its block is a Hydra partial."""
-    cfg = dict(config)
-    cfg.update(overrides)
-    cfg["baseblock"] = instantiate(OmegaConf.create(dict(cfg["baseblock"])))
-    return RTSRN(**cfg)
+from rt4ksr.core.config import int_option
+from rt4ksr.core.errors import ConfigValueError
+from rt4ksr.core.extras import require
+from rt4ksr.inference.exporters import export_onnx
+from rt4ksr.kernels.network import TritonRTSRN
+from rt4ksr.models.profile import is_local, receptive_radius
 
 
 def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 3) -> Callable[[Tensor], Tensor]:
@@ -109,20 +53,6 @@ def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 
     return replay
 
 
-def is_local(model: nn.Module) -> bool:
-    """No global operation (ECA, NAFNet's channel attention): each output pixel depends on a bounded window,
-    so tiles with enough context give the untiled output."""
-    return not any(isinstance(m, ECA | SimplifiedChannelAttention) for m in model.modules())
-
-
-def receptive_radius(model: nn.Module) -> int:
-    """An upper bound on how many LR pixels around a pixel its output depends on: every spatial convolution's
-    half-width at the feature resolution (``downscaling`` LR pixels per feature pixel), plus the bicubic skip's."""
-    multiple = getattr(model, "multiple", 1)
-    convs = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules() if isinstance(m, nn.Conv2d))
-    return convs * multiple + (2 if getattr(model, "global_skip", "none") == "bicubic" else 0)
-
-
 CPU_TILE = 512  # LR tile side on the CPU: 512x512 intermediates stay under glibc's 32 MiB mmap threshold
 BACKENDS = ("torch", "onnxruntime")
 
@@ -142,8 +72,6 @@ class OnnxRunner:
 
     def __init__(self, model: nn.Module, threads: int | None = None) -> None:
         ort = require("onnxruntime", "onnx", "the onnxruntime backend")
-        from rt4ksr.deploy.exporters import export_onnx
-
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(copy.deepcopy(model).eval().float().cpu(), Path(tmp) / "model.onnx")
             options = ort.SessionOptions()
@@ -161,7 +89,7 @@ class Upscaler:
     ``tile`` > 0 processes large images in LR tiles of that size with ``tile_pad`` pixels of context on each
     side (aligned to the model's unshuffle grid), so the output equals the untiled one. ``tile=None`` picks
     ``CPU_TILE`` on the CPU, where tiles keep the intermediates small enough for the allocator to reuse
-    (2.6x faster at 1080p, see ``rt4ksr.deploy.cpu_memory``), and whole images on CUDA. ``backend`` is
+    (2.6x faster at 1080p, see ``rt4ksr.inference.cpu_memory``), and whole images on CUDA. ``backend`` is
     ``torch`` or ``onnxruntime`` (CPU).
     """
 
@@ -194,8 +122,6 @@ class Upscaler:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if kernels:  # the project's fused Triton kernels (CUDA)
-            from rt4ksr.kernels import TritonRTSRN
-
             model = TritonRTSRN(model, dtype=self.dtype, **dict(kernel_options or {}))
         self.model = torch.compile(model, mode="max-autotune") if compile else model
 

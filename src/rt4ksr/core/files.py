@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rt4ksr.errors import UserError
+from rt4ksr.core.errors import UserError
 
 # errors that mean "no room": a full disk, a quota, or a file-size limit (ulimit -f)
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rt4ksr.errors import UserError
+from rt4ksr.core.errors import UserError
 
 
 class MissingExtraError(UserError, ImportError):

@@ -20,15 +20,17 @@ import torch
 import yaml
 from torch import nn
 
-from rt4ksr.deploy.timing import measure_ms, uhd_input
-from rt4ksr.errors import ConfigValueError
-from rt4ksr.extras import require
-from rt4ksr.files import write_bytes, write_text
+from rt4ksr.core.config import resolve_device, wandb_offline
+from rt4ksr.core.errors import ConfigValueError, InputNotFoundError
+from rt4ksr.core.extras import require
+from rt4ksr.core.files import write_bytes, write_text
+from rt4ksr.core.scenario import timing_input as scenario_input
+from rt4ksr.core.scenario import uhd_input
+from rt4ksr.inference.loading import load_file
+from rt4ksr.inference.timing import deployment_setting, measure_ms, timed_copy, timing_input
+from rt4ksr.models.profile import count_macs
 
 log = logging.getLogger(__name__)
-
-CPU_SIZE = (135, 240)  # the training callback's CPU timing input (4K / 8 per side at x2)
-
 
 @dataclass
 class Run:
@@ -90,18 +92,15 @@ def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, 
            rounds: int = 20, warmup: int = 2) -> dict[str, dict[str, float]]:
     """Median, quartiles and spread (interquartile range) in ms of every model, timed in turns: each round times
     each model once, in a rotating order, so that slow phases of a shared machine hit every model alike. On
-    CUDA: fp16, channels_last, 4K output; on the CPU: fp32 at ``size`` (default ``CPU_SIZE``)."""
+    CUDA: fp16, channels_last, 4K output; on the CPU: fp32 at ``size`` (default: the scenario's CPU stand-in)."""
     if rounds < 1:
         raise ConfigValueError(f"rounds must be at least 1 (each round times every model once), got {rounds}")
-    cuda = device.type == "cuda"
-    dtype = torch.float16 if cuda else torch.float32
+    dtype, channels_last = deployment_setting(device)
     prepared = {}
     for name, model in models.items():
-        m = model.eval().to(device=device, dtype=dtype)
-        hw = uhd_input(m.scale) if cuda else (size or CPU_SIZE)
-        x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
-        if cuda:
-            m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        m = timed_copy(model, device, dtype, channels_last)
+        hw = scenario_input(m.scale, device.type, None if device.type == "cuda" else size)
+        x = timing_input(1, hw, device, dtype, channels_last)
         prepared[name] = (m, x)
         measure_ms(lambda m=m, x=x: m(x), device, warmup, 0)
     times: dict[str, list[float]] = {name: [] for name in prepared}
@@ -143,7 +142,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def markdown(runs: list[Run], device: str) -> str:
-    sets = sorted({s for r in runs for s in r.metrics.get("benchmarks", {})})
+    sets = sorted({s for r in runs for s in r.metrics.get("test_sets", {})})
     head = ["run", "label", "params (deploy)", "GMACs (4K out)", *[f"{s} PSNR / SSIM" for s in sets],
             "mean PSNR", "ms (median, IQR)", "FPS", "speed rank", "steps", "health"]
     lines = [f"Speed: every deploy model re-timed in one process, interleaved, {device}; `=` marks a design whose "
@@ -154,7 +153,7 @@ def markdown(runs: list[Run], device: str) -> str:
         m, t = r.metrics, r.timing
         cells = [r.name, r.label, _fmt(m.get("params_deploy"), ","), _fmt(m.get("macs_deploy", 0) / 1e9, ".2f")]
         for s in sets:
-            b = m.get("benchmarks", {}).get(s, {})
+            b = m.get("test_sets", {}).get(s, {})
             cells.append(f"{_fmt(b.get('psnr_y'), '.3f')} / {_fmt(b.get('ssim_y'), '.4f')}")
         cells += [_fmt(r.psnr, ".3f"),
                   f"{_fmt(t.get('ms'), '.2f')} ({_fmt(t.get('p25'), '.2f')}-{_fmt(t.get('p75'), '.2f')})",
@@ -209,17 +208,12 @@ def write_report(multirun_dir: str | Path, out: str | Path | None = None, device
                  rounds: int = 20, wandb_group: str | None = None) -> tuple[Path, Path]:
     """Collect the runs, re-time their deploy models, write ``report.md`` and ``report.png`` (and ``report.json``)
     into ``out`` (default: the multirun folder), and log them to the sweep's wandb group when it has one."""
-    from rt4ksr.config import resolve_device
-    from rt4ksr.deploy.inference import build_model
-    from rt4ksr.errors import InputNotFoundError
-    from rt4ksr.models.profile import count_macs
-
     multirun_dir = Path(multirun_dir)
     runs = [r for r in collect(multirun_dir) if r.deploy_path.is_file()]
     if not runs:
         raise InputNotFoundError(f"no finished run (metrics.json and deploy_final.pth) under {multirun_dir}")
     dev = resolve_device(device)
-    models = {r.name: build_model(None, r.deploy_path) for r in runs}
+    models = {r.name: load_file(r.deploy_path).model for r in runs}
     for r in runs:
         r.metrics.setdefault("macs_deploy", count_macs(models[r.name], uhd_input(models[r.name].scale)))
     timings = retime(models, dev, rounds=rounds)
@@ -243,8 +237,6 @@ def _log_wandb(runs: list[Run], png: Path, group: str, folder: Path) -> None:
     """One 'report' run in the sweep's wandb group: the table (re-timed speed beside each run's figures) and the
     figure. Each training run's own summary already holds its final metrics."""
     import wandb
-
-    from rt4ksr.config import wandb_offline
 
     columns = ["run", "label", "mean_psnr", "ms", "fps", "speed_rank", "params_deploy"]
     table = wandb.Table(columns=columns, data=[[r.name, r.label, r.psnr, r.timing["ms"], r.timing["fps"], r.rank,
@@ -274,6 +266,6 @@ class SweepReportCallback(_HydraCallback):
             md, png = write_report(sweep_dir, device=self.device, rounds=self.rounds,
                                    wandb_group=sweep_dir.name if uses_wandb else None)
         except Exception as e:  # the runs are done and saved: a failing report must not hide that
-            log.error("sweep report failed (%s); rerun it with: rt4ksr sweep-report %s", e, sweep_dir)
+            log.error("sweep report failed (%s); rerun it with: rt4ksr sweep-report multirun_dir=%s", e, sweep_dir)
             return
         print(f"sweep report: {md}, {png}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import os
-import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from rt4ksr.data.testsets import BenchmarkDataset
-from rt4ksr.deploy.inference import cuda_graphed
-from rt4ksr.deploy.timing import measure_ms
-from rt4ksr.errors import ConfigValueError
-from rt4ksr.extras import require
+from rt4ksr.core.errors import ConfigValueError
+from rt4ksr.core.extras import require
+from rt4ksr.data.testsets import TestSet
+from rt4ksr.inference.exporters import export_onnx
+from rt4ksr.inference.timing import device_name, measure_ms, summarize_ms, timed_copy, timing_input
+from rt4ksr.inference.upscaler import cuda_graphed
+from rt4ksr.kernels.network import TritonRTSRN, supports
 from rt4ksr.quality.measures import y_psnr_ssim
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,8 @@ MODES = ("train_fp32", "deploy_fp32", "deploy_fp16", "deploy_fp16_cl", "deploy_f
 def _runner(model: nn.Module, device: torch.device, batch: int, size: tuple[int, int], half: bool,
             channels_last: bool, graph: bool = False) -> Callable[[], Any]:
     dtype = torch.float16 if half else torch.float32
-    m = copy.deepcopy(model).eval().to(device=device, dtype=dtype)  # the caller's fp32 weights stay untouched
-    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    m = timed_copy(model, device, dtype, channels_last)  # the caller's fp32 weights stay untouched
+    x = timing_input(batch, size, device, dtype, channels_last)
     fn = cuda_graphed(m, x) if graph else m
 
     def run() -> Any:
@@ -50,27 +49,22 @@ def _kernel_runner(deploy: nn.Module, device: torch.device, batch: int, size: tu
     if device.type != "cuda":
         raise RuntimeError("the Triton kernels run on CUDA (their correctness is tested on the CPU with "
                            "TRITON_INTERPRET=1)")
-    try:
-        from rt4ksr.kernels import TritonRTSRN, supports
-    except ImportError as e:
-        raise RuntimeError(f"triton is not installed ({e})") from e
+    if importlib.util.find_spec("triton") is None:
+        raise RuntimeError("triton is not installed (pip install 'rt4ksr[kernels]')")
     reason = supports(deploy)
     if reason is not None:
         raise RuntimeError(reason)
     fused = TritonRTSRN(copy.deepcopy(deploy).to(device), dtype=torch.float16, **options)
-    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=torch.float16)
+    x = timing_input(batch, size, device, torch.float16)
     fn = cuda_graphed(fused, x) if graph else fused
     return lambda: fn(x)
 
 
 def _onnx_runner(deploy: nn.Module, batch: int, size: tuple[int, int], tmp: Path) -> Callable[[], Any]:
     ort = require("onnxruntime", "onnx", "the onnxruntime_cpu mode")
-
-    from rt4ksr.deploy.exporters import export_onnx
-
     path = export_onnx(copy.deepcopy(deploy).cpu().float(), tmp / "model.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
+    x = timing_input(batch, size, torch.device("cpu"), torch.float32).numpy()
     return lambda: sess.run(None, {"lr": x})
 
 
@@ -86,7 +80,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
     for mode in modes:
         for batch in batches:
             row: dict[str, Any] = {"mode": mode, "batch": batch, "height": size[0], "width": size[1],
-                                   "device": torch.cuda.get_device_name(device) if cuda else "cpu"}
+                                   "device": device_name(device)}
             try:
                 dev = device
                 if mode == "train_fp32":
@@ -109,9 +103,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
                     fn = _onnx_runner(deploy, batch, size, tmp)
                 else:
                     raise ConfigValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
-                times = measure_ms(fn, dev, warmup, repeats)
-                ms = statistics.median(times)
-                row.update(ms=ms, spread_ms=max(times) - min(times), fps=1000.0 * batch / ms)
+                row.update(summarize_ms(measure_ms(fn, dev, warmup, repeats), batch))
                 if mode == "onnxruntime_cpu":
                     row["device"] = "cpu (onnxruntime)"
             except (RuntimeError, ImportError) as e:
@@ -135,16 +127,11 @@ def fp16_psnr_loss(deploy: nn.Module, device: torch.device, testsets_dir: str, n
     m16 = copy.deepcopy(m32).half()
     fused = None
     if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
-        try:
-            from rt4ksr.kernels import TritonRTSRN, supports
-
-            if supports(m32) is None:
-                fused = TritonRTSRN(copy.deepcopy(m32).half(), dtype=torch.float16, **(kernel_options or {}))
-        except ImportError:
-            pass
+        if importlib.util.find_spec("triton") is not None and supports(m32) is None:
+            fused = TritonRTSRN(copy.deepcopy(m32).half(), dtype=torch.float16, **(kernel_options or {}))
     out = {}
     for name in names:
-        ds = BenchmarkDataset(testsets_dir, name, scale, lr_cache_dir)
+        ds = TestSet(testsets_dir, name, scale, lr_cache_dir)
         p32, p16, pk = [], [], []
         for i in range(len(ds)):
             item = ds[i]

@@ -3,7 +3,6 @@ batch on each device, and how far each downscaler lands from the benchmark's MAT
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
@@ -12,8 +11,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.degradation import KorniaBicubic, MatlabBicubic, mod_crop
-from rt4ksr.data.testsets import BenchmarkDataset
-from rt4ksr.deploy.timing import measure_ms
+from rt4ksr.data.testsets import TestSet
+from rt4ksr.inference.timing import measure_ms, summarize_ms
 from rt4ksr.quality.measures import psnr
 
 
@@ -37,8 +36,8 @@ def loader_crops_per_s(dm: SRDataModule, packed: bool, crops: int, batch_size: i
 
 def time_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> tuple[float, float]:
     """Median and spread (max - min) in ms."""
-    times = measure_ms(fn, device, warmup, repeats)
-    return statistics.median(times), max(times) - min(times)
+    s = summarize_ms(measure_ms(fn, device, warmup, repeats))
+    return s["ms"], s["spread_ms"]
 
 
 def degradation_fidelity(testsets_dir: str, names: list[str], scale: int) -> dict[str, float]:
@@ -51,7 +50,7 @@ def degradation_fidelity(testsets_dir: str, names: list[str], scale: int) -> dic
     }
     out: dict[str, list[float]] = {k: [] for k in downscalers}
     for name in names:
-        ds = BenchmarkDataset(testsets_dir, name, scale)
+        ds = TestSet(testsets_dir, name, scale)
         for i in range(len(ds)):
             item = ds[i]
             hr, lr = item["hr"][None].float() / 255, item["lr"][None].double()

@@ -1,0 +1,125 @@
+"""Loading a model for inference: one path from a file, a zoo entry or a config to a ``Loaded`` descriptor.
+
+Every command and tool that runs a model goes through ``load_file`` / ``load_state`` (and, from a command's
+config, ``load_model``): the weights are read in any supported form (official, Lightning, deploy files,
+safetensors, training or fused form), the architecture comes from the config the file carries, else from the
+given model config, else (training form only) from the released design's shapes, and the result is fused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from rt4ksr.core.config import named_on_command_line
+from rt4ksr.core.errors import ConfigValueError
+from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
+from rt4ksr.models.checkpoint import CONFIG_KEY, is_deploy_state, network_state, official_config, read_config
+from rt4ksr.models.pretrained import weights_path
+from rt4ksr.models.profile import is_local, receptive_radius
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready for inference and what its callers need to know: the fused network (fp32, CPU, eval),
+    the training form when the weights were in it, and where the weights came from (None: random)."""
+
+    model: nn.Module
+    train_model: nn.Module | None
+    source: str | None
+
+    @property
+    def scale(self) -> int:
+        return int(self.model.scale)
+
+    @property
+    def multiple(self) -> int:
+        """The input grid the network pads to (its unshuffle factor): tiles start on it."""
+        return int(getattr(self.model, "multiple", 1))
+
+    @property
+    def tileable(self) -> bool:
+        """Tiles with enough context give the untiled output: no global operation."""
+        return is_local(self.model)
+
+    @property
+    def radius(self) -> int:
+        """LR pixels of context a tile needs for its output to equal the untiled one."""
+        return receptive_radius(self.model)
+
+    @property
+    def supports_half(self) -> bool:
+        """fp16 keeps the output within 0.01 dB (LayerNorm keeps fp32 statistics); bf16 does not."""
+        return True
+
+
+def model_from_config(config: Mapping[str, Any], **overrides: Any) -> RTSRN:
+    """An RTSRN from the config dict a model records (``model.config``): its block is a Hydra partial."""
+    cfg = dict(config)
+    cfg.update(overrides)
+    cfg["baseblock"] = instantiate(OmegaConf.create(dict(cfg["baseblock"])))
+    return RTSRN(**cfg)
+
+
+def load_state(state: Mapping[str, Tensor], config: Mapping[str, Any] | None = None,
+               model_cfg: DictConfig | Mapping[str, Any] | None = None, source: str = "checkpoint") -> Loaded:
+    """A state dict (wrapper prefixes and the carried config removed) as a ``Loaded`` model. The architecture is
+    the carried ``config``, else ``model_cfg``, else, for training-form weights, the released design read off
+    the shapes; fused weights with neither cannot be rebuilt (fusing erases the block design)."""
+    deploy = is_deploy_state(state, config)
+    if config is not None:
+        net = model_from_config(config, is_train=not deploy)
+    elif model_cfg is not None:
+        net = instantiate(model_cfg, is_train=not deploy)
+    elif not deploy and "head.0.weight" in state and "upsample.0.weight" in state:
+        net = RTSRN(**official_config(state))
+    else:
+        raise ConfigValueError(f"{source} carries no model config ('{CONFIG_KEY}'): give model=<preset> as well "
+                               "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design), or use a file that "
+                               "carries it (deploy_final.pth, a safetensors export, a zoo entry)")
+    load_into(net, state, source)
+    return Loaded(model=net if deploy else reparameterize(net), train_model=None if deploy else net, source=source)
+
+
+def load_file(path: str | Path, model_cfg: DictConfig | Mapping[str, Any] | None = None) -> Loaded:
+    """Any supported weights file as a ``Loaded`` model; a file's own config wins over ``model_cfg``, since it
+    describes the weights."""
+    path = to_absolute_path(str(path))
+    return load_state(read_state_dict(path), read_config(path), model_cfg, path)
+
+
+def load_raw(obj: object, model_cfg: DictConfig | Mapping[str, Any] | None = None,
+             source: str = "checkpoint") -> Loaded:
+    """A loaded object (``torch.load``'s or a safetensors dict, as spandrel hands it over) as a ``Loaded``
+    model: the network's weights and carried config are read out of it first."""
+    state, config = network_state(obj, source)
+    return load_state(state, config, model_cfg, source)
+
+
+def load_model(cfg: DictConfig, default_scale: int | None = None) -> Loaded:
+    """The model a command runs: its ``ckpt_path``, the zoo entry ``weights``, or, given neither, the zoo's
+    default at ``default_scale``; with no default scale, the configured model, randomly initialised.
+
+    Files that carry their config decide the architecture; a model the command line named (``model=rt4ksr_x3``)
+    must then agree with them on the scale, since that is what the user asked for.
+    """
+    path = weights_path(cfg.get("ckpt_path"), cfg.get("weights"), default_scale)
+    if path is None:
+        net = instantiate(cfg.model)
+        return Loaded(model=reparameterize(net), train_model=net, source=None)
+    loaded = load_file(path, cfg.model)
+    if named_on_command_line("model") and loaded.scale != cfg.model.scale:
+        given = f"weights={cfg.weights}" if cfg.get("weights") else f"ckpt_path={cfg.get('ckpt_path') or path}"
+        raise ConfigValueError(f"{given} is an x{loaded.scale} model, but the model options ask for "
+                               f"x{cfg.model.scale}: drop them (the weights carry their config) or give "
+                               f"x{cfg.model.scale} weights")
+    return loaded
