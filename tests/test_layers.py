@@ -23,7 +23,7 @@ LAYERS = [
 ]
 # modules imported where they are used because they import an optional dependency at their top: importing the
 # kernels' network (and the upscaler) must not need triton
-LAZY_OK = {"rt4ksr.kernels.conv": "triton", "rt4ksr.kernels.fused": "triton"}
+LAZY_OK = {"rt4ksr.kernels.conv": "triton", "rt4ksr.kernels.fused": "triton", "rt4ksr.kernels.persistent": "triton"}
 
 
 def layer_of(module: str) -> int:

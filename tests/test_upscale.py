@@ -1,5 +1,6 @@
 """rt4ksr.upscale: images, folders, videos, tiling, and bad input."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,8 @@ def test_webm_output_reencodes_aac_audio(tmp_path, caplog, audio_rate):
         assert sum(1 for _ in c.decode(video=0)) == 5
     with av.open(str(report.written[0])) as c:
         assert sum(f.samples for f in c.decode(audio=0)) > 0
+    assert report.video[0] == 5 and re.fullmatch(r"wrote \S+clip\.webm \(5 frames in [\d.]+ s, [\d.]+ fps\)",
+                                                report.summary())
     assert not list(tmp_path.glob(".*partial*"))  # the temporary file became the output
 
 

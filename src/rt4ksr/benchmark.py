@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
 from rt4ksr.core.config import resolve_device
@@ -15,6 +15,7 @@ from rt4ksr.core.files import write_json
 from rt4ksr.core.scenario import timing_input
 from rt4ksr.inference.cpu_memory import keep_freed_memory
 from rt4ksr.inference.loading import load_model
+from rt4ksr.kernels.network import kernel_options
 from rt4ksr.measure.speed import benchmark, format_rows, fp16_psnr_loss
 
 
@@ -22,22 +23,23 @@ from rt4ksr.measure.speed import benchmark, format_rows, fp16_psnr_loss
 def main(cfg: DictConfig) -> None:
     keep_freed_memory()  # as every command that runs the model does
     device = resolve_device(cfg.device)
+    options = kernel_options(cfg.kernel_options)
     loaded = load_model(cfg)  # no weights: the configured model, randomly initialised (the same speed)
     scale = loaded.scale
     size = timing_input(scale, device.type, cfg.cpu_size if device.type != "cuda" else None)
     rows = benchmark(loaded.train_model, loaded.model, device, size, list(cfg.batch_sizes), list(cfg.modes),
                      cfg.warmup, cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
-                     OmegaConf.to_container(cfg.kernel_options))
+                     options)
     print(format_rows(rows))
     report: dict[str, Any] = {"scale": scale, "rows": rows,
-                              "kernel_options": OmegaConf.to_container(cfg.kernel_options)}
+                              "kernel_options": options}
     skipped = fp16_check_skipped(cfg)
     if skipped:
         report["fp16_check"] = {"skipped": skipped}
         print(f"fp16 check skipped: {skipped}")
     elif cfg.fp16_check:
         check = fp16_psnr_loss(loaded.model, device, cfg.data.testsets_dir, list(cfg.fp16_check_sets), scale,
-                               cfg.data.get("lr_cache_dir"), OmegaConf.to_container(cfg.kernel_options))
+                               cfg.data.get("lr_cache_dir"), options)
         report["fp16_check"] = check
         for name, r in check.items():
             print(f"fp16 vs fp32 on {name}: {r['psnr_fp16']:.4f} vs {r['psnr_fp32']:.4f} dB "

@@ -1,33 +1,69 @@
-"""``rt4ksr kernel-sweep``: find the fastest options of the fused Triton kernels for this GPU.
+"""``rt4ksr kernel-sweep``: find the fastest options of the Triton kernels for this GPU, v1 and v2 in one process.
 
-    rt4ksr kernel-sweep weights=official-x2 fuse=[1,2,3,5] block_p=[64,128] row_stores=[true,false] json=sweep.json
+    rt4ksr kernel-sweep weights=official-x2 'kernels=[v1,v2]' 'tile=[[1,64],[8,16]]' 'stages=[1,2]' json=sweep.json
 
-Then ``rt4ksr benchmark kernel_options.fuse=F kernel_options.block_p=B ...`` uses them.
+It prints the fastest option set as overrides: ``rt4ksr benchmark <overrides>`` and ``rt4ksr upscale
+kernels=true <overrides>`` use them.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from typing import Any
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.core.config import int_list
+from rt4ksr.core.config import bool_option, int_list
 from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.core.files import write_json
 from rt4ksr.core.scenario import uhd_input
 from rt4ksr.inference.loading import load_model
-from rt4ksr.kernels.network import supports
+from rt4ksr.kernels.network import options_error, supports, variants
 from rt4ksr.measure.kernel_sweep import fastest, format_sweep, sweep
 
 INTERPRETER_SIZE = (12, 18)  # Triton's interpreter runs Python: a small input checks the sweep itself
+FAMILIES = ("v1", "v2")
+
+
+def _bools(key: str, value: object) -> list[bool]:
+    if not isinstance(value, list | ListConfig) or not value:
+        raise ConfigValueError(f"{key} must be a list of true/false, e.g. {key}=[true,false], got {value!r}")
+    return [bool(bool_option(key, v)) for v in value]
+
+
+def _tiles(value: object) -> list[tuple[int, int]]:
+    if not isinstance(value, list | ListConfig) or not value:
+        raise ConfigValueError(f"tile must be a list of [rows, columns] pairs, e.g. tile=[[8,16],[1,64]], "
+                               f"got {value!r}")
+    return [tuple(int_list("tile", t, 2)) for t in value]  # type: ignore[misc]
+
+
+def option_sets(cfg: DictConfig, programs_per_sm: list[int] | None = None) -> list[dict[str, Any]]:
+    """The ``TritonRTSRN`` option sets a sweep or report config lists, each checked before anything loads."""
+    families = list(cfg.kernels) if isinstance(cfg.kernels, list | ListConfig) else [cfg.kernels]
+    if not families or any(f not in FAMILIES for f in families):
+        raise ConfigValueError(f"kernels must be a list of v1 and/or v2, e.g. kernels=[v1,v2], got {cfg.kernels!r}")
+    if not isinstance(cfg.num_warps, list | ListConfig) or not cfg.num_warps or any(
+            n not in (0, 1, 2, 4, 8, 16) or isinstance(n, bool) for n in cfg.num_warps):
+        raise ConfigValueError(f"num_warps must be a list of 0 (the kernels' choice), 1, 2, 4, 8 or 16, "
+                               f"got {cfg.num_warps!r}")
+    options = variants(families, int_list("fuse", cfg.fuse), int_list("block_p", cfg.block_p),
+                       tuple(int_list("region", cfg.region, 2)), _bools("row_stores", cfg.row_stores),
+                       _tiles(cfg.tile), _bools("keep_weights", cfg.keep_weights), int_list("stages", cfg.stages),
+                       programs_per_sm or int_list("programs_per_sm", cfg.programs_per_sm), list(cfg.num_warps))
+    for opts in options:
+        if error := options_error(**opts):
+            raise ConfigValueError(error)
+    return options
 
 
 @hydra_command("kernel_sweep")
 def main(cfg: DictConfig) -> None:
+    options = option_sets(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ConfigValueError("no GPU here: set TRITON_INTERPRET=1 to check the sweep on Triton's interpreter")
@@ -36,19 +72,27 @@ def main(cfg: DictConfig) -> None:
         raise ConfigValueError(f"the kernels cannot run this model: {reason}")
     size = tuple(int_list("size", cfg.size, 2)) if cfg.size is not None else (
         uhd_input(deploy.scale) if device.type == "cuda" else INTERPRETER_SIZE)
-    rows = sweep(deploy, size, int_list("fuse", cfg.fuse), int_list("block_p", cfg.block_p),
-                 tuple(int_list("region", cfg.region, 2)), cfg.repeats,
-                 row_stores=tuple(bool(r) for r in cfg.row_stores))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (Triton interpreter)"
-    print(f"x{deploy.scale}, input {size[1]}x{size[0]}, batch 1, {name}")
+    print(f"x{deploy.scale}, input {size[1]}x{size[0]}, batch 1, {name}, {len(options)} option sets")
+    head = {"device": name, "scale": deploy.scale, "size": list(size)}
+    path = to_absolute_path(cfg.json) if cfg.json else None
+
+    def partial(rows: list[dict[str, Any]]) -> None:
+        if path:
+            write_json(path, {**head, "rows": rows, "done": f"{len(rows)} of {len(options)} option sets"})
+
+    rows = sweep(deploy, size, options, cfg.repeats, on_row=partial)
     print(format_sweep(rows))
-    best = fastest(rows)
-    if best:
-        print(f"fastest: fuse={best['fuse']} block_p={best['block_p']} row_stores={best['row_stores']} "
-              f"({best['fps']:.0f} FPS)")
-    if cfg.json:
-        write_json(to_absolute_path(cfg.json), {"device": name, "scale": deploy.scale, "size": list(size),
-                                                "rows": rows, "best": best})
+    families = dict.fromkeys(r["kernels"] for r in rows)
+    best = {f: fastest(rows, f) for f in families}
+    for f, row in best.items():
+        if row:
+            print(f"fastest {f}: {row['name']} ({row['fps']:.0f} FPS): {row['overrides']}")
+        else:
+            print(f"fastest {f}: none of its option sets ran within tolerance")
+    overall = fastest(rows)
+    if path:
+        write_json(path, {**head, "rows": rows, "best": overall, "best_per_family": best})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
 from rt4ksr.core.config import bool_option, int_option, named_on_command_line, resolve_device
@@ -22,6 +22,7 @@ from rt4ksr.inference.cpu_memory import keep_freed_memory
 from rt4ksr.inference.loading import load_model
 from rt4ksr.inference.upscaler import BACKENDS, Upscaler
 from rt4ksr.inference.upscaling import OutputOptions, check_paths, upscale_path
+from rt4ksr.kernels.network import kernel_options
 from rt4ksr.models.pretrained import scale_for
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def check_options(cfg: DictConfig) -> None:
         bool_option(key, cfg[key])
     if cfg.backend not in BACKENDS:
         raise ConfigValueError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    kernel_options(cfg.kernel_options)
 
 
 def default_scale(cfg: DictConfig, outscale: float | None) -> int:
@@ -114,7 +116,7 @@ def run(cfg: DictConfig) -> None:
     check_paths(src, dst, opts)
     loaded = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
     up = Upscaler(loaded.model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
-                  kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
+                  kernels=cfg.kernels, kernel_options=kernel_options(cfg.kernel_options),
                   backend=cfg.backend)
     report = upscale_path(up, src, dst, opts, cfg.batch_size, cfg.progress)
     print(report.summary())

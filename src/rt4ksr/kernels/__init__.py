@@ -1,7 +1,8 @@
 """Fused Triton inference for the deploy form of RTSRN (needs the ``triton`` package; GPU for speed).
 
 ``rt4ksr.kernels.network.TritonRTSRN(deploy_model)`` runs the network as one launch per layer (``conv.py``),
-or with the blocks and the tail in groups whose feature tile stays on chip between layers (``fused.py``).
+as persistent programs over 2-D tiles that keep their weights (``persistent.py``, kernels v2), or with the
+blocks and the tail in groups that pass a tile between layers through a per-program scratch (``fused.py``).
 Each LayerNorm runs in its producer's epilogue, and the global skip runs as a second convolution in the last
 launch (``skip.py``). It supports the released design and its plain variants (simplified blocks without
 channel attention, any activation, LayerNorm on or off, residual on or off, any global skip, no gate);

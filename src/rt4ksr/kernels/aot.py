@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rt4ksr.core.scenario import uhd_input
-from rt4ksr.kernels.network import Launch, TritonRTSRN
+from rt4ksr.kernels.network import Launch, TritonRTSRN, describe
 
 # per-SM limits: registers, threads, shared memory per SM usable by blocks (bytes), resident blocks
 SM_LIMITS = {80: (65536, 2048, 166912, 32), 86: (65536, 1536, 101376, 16), 89: (65536, 1536, 101376, 24),
@@ -112,8 +112,10 @@ def compile_report(fused: TritonRTSRN, input_shape: tuple[int, int, int, int], a
         res = _resources(compiled.asm["cubin"])
         shared = max(res.get("shared", 0), compiled.metadata.shared)
         num_warps = options["num_warps"]
+        pixels = meta["TH"] * meta["TW"] if "TH" in meta else meta.get("BLOCK_P")
         rows.append({"launch": k, "kernel": launch.kernel.__name__, "num_warps": num_warps,
-                     "block_p": meta.get("BLOCK_P"), "cout": meta.get("COUT", meta.get("C")),
+                     "block_p": pixels, "tile": [meta["TH"], meta["TW"]] if "TH" in meta else None,
+                     "num_stages": options.get("num_stages"), "cout": meta.get("COUT", meta.get("C")),
                      "layers": meta.get("LAYERS", 1), "regs": res.get("reg"),
                      "spill_bytes": res.get("local", 0) + res.get("stack", 0), "shared": shared,
                      "occupancy": occupancy(arch, res.get("reg", 0), shared, num_warps),
@@ -121,26 +123,25 @@ def compile_report(fused: TritonRTSRN, input_shape: tuple[int, int, int, int], a
     return rows
 
 
-def report(deploy: torch.nn.Module, fuses: list[int], block_ps: list[int], num_warps: list[int], arch: int = 90
-           ) -> list[dict[str, Any]]:
-    """``compile_report`` of every (fuse, block_p, num_warps) for the 4K scenario's input, in ``deploy``'s dtype;
-    ``num_warps`` 0 is ``TritonRTSRN``'s own choice per launch."""
+def report(deploy: torch.nn.Module, options: list[dict[str, Any]], arch: int = 90) -> list[dict[str, Any]]:
+    """``compile_report`` of every ``TritonRTSRN`` option set (``rt4ksr.kernels.network.variants``) for the 4K
+    scenario's input, in ``deploy``'s dtype; each row names its set (``options``) and keeps ``fuse``."""
     dtype = next(deploy.parameters()).dtype
     shape = (1, 3, *uhd_input(deploy.scale))
     rows = []
-    for fuse in fuses:
-        for block_p in block_ps:
-            for nw in num_warps:
-                fused = TritonRTSRN(deploy, dtype=dtype, block_p=block_p, fuse=fuse, num_warps=nw or None)
-                rows += [{**r, "fuse": fuse} for r in compile_report(fused, shape, arch)]
+    for opts in options:
+        fused = TritonRTSRN(deploy, dtype=dtype, **opts)
+        rows += [{**r, "options": describe(opts), "fuse": opts.get("fuse", 1)}
+                 for r in compile_report(fused, shape, arch)]
     return rows
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'fuse':>4} {'block_p':>7} {'warps':>5}  {'kernel':<20} {'cout':>4} {'regs':>4} {'spill':>5} "
+    width = max([len(r["options"]) for r in rows] + [7])
+    lines = [f"{'options':<{width}}  {'kernel':<26} {'pixels':>6} {'warps':>5} {'cout':>4} {'regs':>4} {'spill':>5} "
              f"{'shared':>6} {'occup.':>6}"]
     for r in rows:
         name = r["kernel"] + (f" x{r['layers']}" if r["layers"] > 1 else "")
-        lines.append(f"{r['fuse']:>4} {r['block_p']:>7} {r['num_warps']:>5}  {name:<20} {r['cout']:>4} {r['regs']:>4} "
-                     f"{r['spill_bytes']:>5} {r['shared']:>6} {r['occupancy']:>6.0%}")
+        lines.append(f"{r['options']:<{width}}  {name:<26} {r['block_p']:>6} {r['num_warps']:>5} {r['cout']:>4} "
+                     f"{r['regs']:>4} {r['spill_bytes']:>5} {r['shared']:>6} {r['occupancy']:>6.0%}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.kernels.skip import skip_weights
 from rt4ksr.models.blocks import SimplifiedNAFBlock
 from rt4ksr.models.layers import LayerNorm2d
@@ -110,7 +111,7 @@ def _conv_shape(block_p: int, cout_p: int, reads_image: bool, heavy: bool, num_w
     (``rt4ksr.kernels.aot``), 64 pixels x 32 channels on 4 warps take 56 registers, but x3's last conv
     (108 -> 128 channels) at the same shape takes 255 and spills, so wide layers get fewer pixels and more
     warps. ``heavy`` launches (fp32 operands, or the last conv with the skip's taps on the image) get half the
-    pixels. The head computes an unshuffle address per element: 32 pixels on 8 warps (63 registers, against
+    pixels. The head computes an unshuffle address per element: 32 pixels on 8 warps (64 registers, against
     127 for 64 on 4). ``num_warps`` overrides.
     """
     budget = 2048 if heavy else 4096
@@ -118,6 +119,111 @@ def _conv_shape(block_p: int, cout_p: int, reads_image: bool, heavy: bool, num_w
     if num_warps is None:
         num_warps = 8 if reads_image or cout_p >= 64 or bp * cout_p > 2048 else 4
     return bp, num_warps
+
+
+def _tile_shape(tile: tuple[int, int], cout_p: int, reads_image: bool, heavy: bool, num_warps: int | None
+                ) -> tuple[tuple[int, int], int]:
+    """The persistent kernel's tile and warps for one layer: ``tile`` shrunk (rows first) until its fp32
+    accumulators fit the budget that ``_conv_shape`` keeps (4096, 2048 for heavy launches, 64 pixels for the
+    head), with 8 warps, as there, for wide layers, wide tiles and the head's unshuffle addressing (compiled
+    for sm_90: no spills at the defaults). ``num_warps`` overrides."""
+    th, tw = tile
+    budget = 2048 if heavy else 4096
+    if reads_image:
+        budget = min(budget, 64 * cout_p)
+    while th * tw * cout_p > budget and th * tw > 16:
+        if th > 1:
+            th //= 2
+        else:
+            tw //= 2
+    if num_warps is None:
+        num_warps = 8 if reads_image or cout_p >= 64 or th * tw * cout_p > 2048 else 4
+    return (th, tw), num_warps
+
+
+OPTIONS = ("fuse", "block_p", "region", "programs_per_sm", "num_warps", "row_stores", "persistent", "tile",
+           "keep_weights", "stages")
+
+
+def options_error(**options: Any) -> str | None:
+    """What is wrong with ``TritonRTSRN`` keyword options, in one line, or None: commands check a user's
+    ``kernel_options`` with it before loading anything, and the constructor checks its own arguments."""
+    def pow2(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1 and not v & (v - 1)
+
+    def pair(v: object) -> bool:
+        return isinstance(v, list | tuple) and len(v) == 2 and all(pow2(t) for t in v)
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        return f"unknown kernel option {unknown[0]!r}; the options are {', '.join(OPTIONS)}"
+    fuse = options.get("fuse", 1)
+    if not isinstance(fuse, int) or isinstance(fuse, bool) or fuse < 1:
+        return f"fuse must be an integer >= 1, got {fuse!r}"
+    if not pow2(options.get("block_p", 64)):
+        return f"block_p must be a power of two, got {options.get('block_p')!r}"
+    region = options.get("region", (32, 32))
+    if not pair(region) or min(region) <= 2 * fuse:
+        return f"region must be two powers of two larger than 2 * fuse ({2 * fuse}), got {region!r}"
+    tile = options.get("tile", (8, 16))
+    if not pair(tile) or tile[0] * tile[1] < 16:
+        return f"tile must be two powers of two with at least 16 pixels, e.g. [8, 16], got {tile!r}"
+    for key in ("programs_per_sm", "stages"):
+        v = options.get(key, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            return f"{key} must be an integer >= 1, got {v!r}"
+    warps = options.get("num_warps")
+    if warps is not None and warps not in (1, 2, 4, 8, 16):
+        return f"num_warps must be 1, 2, 4, 8, 16 or null (the kernels' choice), got {warps!r}"
+    for key in ("row_stores", "persistent", "keep_weights"):
+        if not isinstance(options.get(key, True), bool):
+            return f"{key} must be true or false, got {options[key]!r}"
+    return None
+
+
+def kernel_options(node: Any) -> dict[str, Any]:
+    """A command's ``kernel_options`` config as ``TritonRTSRN`` keywords, checked: a ``ConfigValueError`` naming
+    the option otherwise, before any work is done."""
+    from omegaconf import OmegaConf
+
+
+    options = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node or {})
+    error = options_error(**options)
+    if error:
+        raise ConfigValueError(f"kernel_options: {error}")
+    return options
+
+
+def variants(families: list[str], fuses: list[int], block_ps: list[int], region: tuple[int, int],
+             row_stores: list[bool], tiles: list[tuple[int, int]], keep_weights: list[bool], stages: list[int],
+             programs_per_sm: list[int], num_warps: list[int]) -> list[dict[str, Any]]:
+    """``TritonRTSRN`` keyword sets: v1 is fuse x block_p x row_stores, and x programs_per_sm where fuse > 1
+    (its persistent grid: fewer programs, a smaller scratch); v2 is tile x keep_weights x stages x
+    programs_per_sm x num_warps x row_stores (``num_warps`` 0: the kernels' own choice per launch)."""
+    out: list[dict[str, Any]] = []
+    if "v1" in families:
+        for f, b, r in itertools.product(fuses, block_ps, row_stores):
+            base = {"fuse": f, "block_p": b, "region": tuple(region), "row_stores": r}
+            out += [{**base, "programs_per_sm": p} for p in programs_per_sm] if f > 1 else [base]
+    if "v2" in families:
+        out += [{"persistent": True, "tile": tuple(t), "keep_weights": k, "stages": s, "programs_per_sm": p,
+                 "num_warps": w or None, "row_stores": r}
+                for t, k, s, p, w, r in itertools.product(tiles, keep_weights, stages, programs_per_sm, num_warps,
+                                                          row_stores)]
+    return out
+
+
+def describe(options: dict[str, Any]) -> str:
+    """A short name of an option set for tables: ``v1 fuse=2 block_p=64 rows``, ``v2 tile=8x16 keep s2 pps4``."""
+    stores = "rows" if options.get("row_stores", True) else "scatter"
+    warps = f" w{options['num_warps']}" if options.get("num_warps") else ""
+    if options.get("persistent"):
+        th, tw = options.get("tile", (8, 16))
+        return (f"v2 tile={th}x{tw} {'keep' if options.get('keep_weights', True) else 'loop'} "
+                f"s{options.get('stages', 1)} pps{options.get('programs_per_sm', 4)}{warps} {stores}")
+    fuse = options.get("fuse", 1)
+    grid = f" region={'x'.join(map(str, options.get('region', (32, 32))))} pps{options.get('programs_per_sm', 4)}"
+    return f"v1 fuse={fuse} block_p={options.get('block_p', 64)}{grid if fuse > 1 else ''}{warps} {stores}"
 
 
 @dataclass
@@ -140,25 +246,32 @@ class TritonRTSRN(nn.Module):
     output plus the global skip. fp16 on CUDA by default.
 
     ``fuse`` > 1 runs the blocks and the tail in groups of that many layers per launch
-    (``rt4ksr.kernels.fused``): the feature tile stays on chip between them, at the price of recomputing a
-    halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
+    (``rt4ksr.kernels.fused``): a tile goes through them via a per-program scratch, at the price of
+    recomputing a halo; ``region`` is the (H, W) of feature pixels one program computes, and ``programs_per_sm`` sizes
     the persistent grid. ``block_p`` (pixels per program, or per chunk of a region) and ``num_warps`` set
     the register budget, which ``rt4ksr.kernels.aot`` reports for a GPU this machine need not have.
     ``row_stores`` has the last conv's programs follow feature rows and store the output in contiguous row
     runs (a permute at x2, a gather at x3); false: 2-byte stores scattered through the shuffle.
+    ``persistent`` runs every layer outside a fused group with kernels v2 (``rt4ksr.kernels.persistent``): a
+    persistent grid of ``programs_per_sm`` programs per SM walking ``tile`` (rows, columns) pixel tiles, with
+    the weights loaded once per program (``keep_weights``) or a tap loop pipelined ``stages`` deep.
     Which options are fastest is a property of the card: ``rt4ksr kernel-sweep`` measures them.
     """
 
     def __init__(self, model: RTSRN, dtype: torch.dtype | None = None, block_p: int = 64, fuse: int = 1,
                  region: tuple[int, int] = (32, 32), programs_per_sm: int = 4, num_warps: int | None = None,
-                 row_stores: bool = True) -> None:
+                 row_stores: bool = True, persistent: bool = False, tile: tuple[int, int] = (8, 16),
+                 keep_weights: bool = True, stages: int = 1) -> None:
         super().__init__()
         reason = supports(model)
         if reason is not None:
             raise ValueError(f"TritonRTSRN cannot run this model: {reason}")
-        if fuse < 1 or min(region) <= 2 * fuse or any(r & (r - 1) for r in region) or block_p & (block_p - 1):
-            raise ValueError(f"need fuse >= 1, a power-of-two region larger than 2 * fuse per side and a "
-                             f"power-of-two block_p; got fuse={fuse}, region={tuple(region)}, block_p={block_p}")
+        error = options_error(block_p=block_p, fuse=fuse, region=region, programs_per_sm=programs_per_sm,
+                              num_warps=num_warps, row_stores=row_stores, persistent=persistent, tile=tile,
+                              keep_weights=keep_weights, stages=stages)
+        if error:
+            raise ValueError(error)
+        self.persistent, self.tile, self.keep_weights, self.pipeline = persistent, tuple(tile), keep_weights, stages
         p = next(model.parameters())
         self.dtype = dtype or (torch.float16 if p.is_cuda else torch.float32)
         self.scale, self.down = model.scale, model.multiple
@@ -198,6 +311,7 @@ class TritonRTSRN(nn.Module):
         """
         from rt4ksr.kernels.conv import conv3x3_kernel
         from rt4ksr.kernels.fused import fused_layers_kernel
+        from rt4ksr.kernels.persistent import conv3x3_persistent_kernel
 
         n, c, h, w = x.shape
         d, s = self.down, self.scale
@@ -223,6 +337,26 @@ class TritonRTSRN(nn.Module):
                         BLOCK_P=min(self.block_p, rh * rw, (1024 if ieee else 2048) // st.c_p), IEEE=ieee,
                         num_warps=self.num_warps or (8 if ieee else 4),
                         num_stages=1)))  # the default software pipelining of the chunk loop takes 170 kB of smem
+            elif self.persistent:
+                y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
+                heavy = ieee or (k == last and self.skip_k > 0)
+                (th, tw), num_warps = _tile_shape(self.tile, st.cout_p, k == 0, heavy, self.num_warps)
+                shuffle = s * d if k == last else 0
+                rows = shuffle > 0 and self.row_stores
+                odd = rows and shuffle & (shuffle - 1)
+                gather = (_pow2(st.cout // shuffle * th), _pow2(tw * shuffle)) if odd else (0, 0)
+                tiles = n * -(-fh // th) * -(-fw // tw)
+                plan.append(Launch(conv3x3_persistent_kernel, (self._programs(x.device, tiles),), (
+                    feats, st.weight, st.bias, st.ln_w, st.ln_b, y, x, st.oln_w, st.oln_b,
+                    self.skip_w if self.skip_w is not None else st.weight,
+                    n, fh, fw, h, w, h * s, w * s, st.eps, st.out_eps,
+                ), dict(CIN=st.cin, CIN_P=st.cin_p, COUT=st.cout, COUT_P=st.cout_p,
+                        RAW_IN=d if k == 0 else 0, OUT_SHUFFLE=shuffle, HAS_LN=st.ln, ACT=st.act,
+                        RESIDUAL=st.residual, TH=th, TW=tw,
+                        SKIP_K=self.skip_k if k == last else 0, DOWN=d, RAW_C=c, SKIP_CP=self.skip_cp,
+                        IEEE=ieee, OUT_LN=st.out_ln, ROWS=rows, GATHER_R=gather[0], GATHER_Q=gather[1],
+                        KEEP_W=self.keep_weights, STAGES=self.pipeline,
+                        num_warps=num_warps, num_stages=self.pipeline)))
             else:
                 y = out if k == last else torch.empty(n, fh, fw, st.cout, dtype=self.dtype, device=x.device)
                 heavy = ieee or (k == last and self.skip_k > 0)  # the skip adds its own taps

@@ -73,7 +73,7 @@ def benchmark(train_model: nn.Module | None, deploy: nn.Module, device: torch.de
               kernel_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per (mode, batch): median and spread of ms per batch, FPS; modes that cannot run here say why.
 
-    ``kernel_options`` go to ``TritonRTSRN`` (``fuse``, ``block_p``, ``region``, ``programs_per_sm``)."""
+    ``kernel_options`` go to ``TritonRTSRN`` (``rt4ksr.kernels.network.OPTIONS``)."""
     rows = []
     cuda = device.type == "cuda"
     tmp = Path(tempfile.mkdtemp(prefix="rt4ksr-bench-"))

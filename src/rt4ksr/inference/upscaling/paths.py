@@ -4,6 +4,7 @@ video, and the outcome of the run."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +38,15 @@ class Outcome:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    video: tuple[int, float] | None = None  # one video: frames and seconds, decoding and encoding included
 
     def summary(self) -> str:
         parts = [f"wrote {len(self.written)} file(s)"]
         if len(self.written) == 1:
             parts = [f"wrote {self.written[0]}"]
+            if self.video:
+                frames, seconds = self.video
+                parts[0] += f" ({frames} frames in {seconds:.1f} s, {frames / max(seconds, 1e-9):.1f} fps)"
         elif self.written:
             parts[0] += f" under {_common_parent(self.written)}"
         if self.kept:
@@ -143,7 +148,9 @@ def upscale_path(up: Upscaler, src: Path, dst: Path, opts: OutputOptions | None 
         remove_stale_partials(target.parent, stem=target.stem)
     report = Outcome()
     if is_video:
-        upscale_video(up, src, target, batch_size, opts, progress=progress)
+        start = time.perf_counter()
+        frames = upscale_video(up, src, target, batch_size, opts, progress=progress)
+        report.video = (frames, time.perf_counter() - start)
     else:
         upscale_image(up, src, target, opts)
     report.written.append(target)

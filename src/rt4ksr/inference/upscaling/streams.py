@@ -187,6 +187,8 @@ def map_streams(av: Any, inp: Any, vin: Any, out: Any, src: Path, dst: Path, siz
     vout.width, vout.height = w + w % 2, h + h % 2
     vout.pix_fmt = pix_fmt
     vout.options = video_options(codec, opts.crf)
+    vout.thread_type = "AUTO"  # frame threads, FFmpeg's default (PyAV's is slice threads: x264 then trades
+    # throughput for latency and scales worse with cores, while a video file wants throughput)
     if codec == "libx265" and out.format.name in ("mp4", "mov", "ipod"):
         vout.codec_context.codec_tag = "hvc1"  # the tag Apple's players need for HEVC
     _keep_tags(vin, vout)
