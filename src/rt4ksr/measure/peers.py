@@ -384,8 +384,9 @@ def _rename(modules: Mapping[str, types.ModuleType], root: str) -> None:
 
 @contextlib.contextmanager
 def _cuda_calls_stay(device: torch.device) -> Iterator[None]:
-    """Off CUDA, make ``Tensor.cuda()`` a no-op for the time of the official merge: it builds one helper
-    tensor with ``.cuda()``, which a CPU-only torch refuses; on CUDA nothing changes."""
+    """Off CUDA, make the tensor method ``cuda`` a no-op for the time of the official merge: the released
+    code moves one helper tensor to the GPU by that method, which a CPU-only torch refuses; on CUDA nothing
+    changes."""
     if device.type == "cuda":
         yield
         return
