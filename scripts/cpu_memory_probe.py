@@ -29,8 +29,8 @@ def measure(ckpt: str, setting: str, size: tuple[int, int], images: int, threads
     torch.set_num_threads(threads)
     if setting != "default":
         keep_freed_memory()
-    model = load_file(ckpt, {"_target_": "rt4ksr.models.RTSRN", "scale": 2}).model
-    up = Upscaler(model, torch.device("cpu"), tile=tile if "tile" in setting else 0,
+    loaded = load_file(ckpt, {"_target_": "rt4ksr.models.RTSRN", "scale": 2})
+    up = Upscaler(loaded, torch.device("cpu"), tile=tile if "tile" in setting else 0,
                   backend="onnxruntime" if setting == "onnxruntime" else "torch")
     img = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     up(img)  # warm-up

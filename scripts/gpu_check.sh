@@ -4,12 +4,13 @@
 # earlier steps' results. Triton's and Inductor's caches live in .cache/ (git-ignored), so a later stage on the
 # same warm machine does not compile again.
 #   speed      (an estimated 6 minutes on an H100/H200) rt4ksr kernel-sweep of kernels v1 and v2 at x2 and x3 (55 option
-#              sets each, checked against eager fp16; v1's fused groups with 1, 2 and 4 programs per SM, whose
-#              scratch then fits L2 or not), the fastest set at batch 1 and 4 with its PSNR on set5,
-#              and the data side; leaves best_x2.txt / best_x3.txt (overrides) and best_v2.json
-#   peers      (at most 9 minutes) scripts/peer_table.py: one process, x2 and x3, batch 1 and 4, interleaved
-#              rounds: eager fp16, torch.compile max-autotune of ours and of the released code, kernels v1 and v2
-#              (speed's best_v2.json when it ran on this machine), and the floor estimate; raw JSON
+#              sets each, checked against eager fp16, then timed in the same interleaved rounds; v1's fused groups
+#              with 1, 2 and 4 programs per SM, whose scratch then fits L2 or not), the fastest set at batch 1 and 4
+#              with its PSNR on set5, and the data side; leaves best_x2.txt / best_x3.txt (overrides) and best_v2.json
+#   peers      (at most 9 minutes) scripts/peer_table.py (with peers_official.py and peers_floor.py beside it): one
+#              process, x2 and x3, batch 1 and 4, interleaved rounds: eager fp16, torch.compile max-autotune of ours
+#              and of the released code, kernels v1 and v2 (speed's best_v2.json when it ran on this machine), and
+#              the floor estimate; raw JSON
 #   video      (an estimated 5 minutes) scripts/video_e2e.py at x2 (1080p) and x3 (720p), 300 frames of H.264 to 4K with
 #              `rt4ksr upscale`, against decode+encode alone; VIDEO_ARGS adds options (--override kernels=true)
 #   train [MINUTES]  the x2 BSD200 run, 8 minutes by default, leaving its checkpoint, deploy weights and
@@ -56,7 +57,7 @@ if [ "$stage" = speed ]; then
     python3 - "$R/sweep_x$s.json" "$R/best_x$s.txt" "$R/best_v2.json" $s <<'PY' || echo "" > "$R/best_x$s.txt"
 import json, os, sys
 sweep, best_txt, best_v2, scale = sys.argv[1:]
-ok = [r for r in json.load(open(sweep))["rows"] if r.get("ok")]  # a sweep cut short keeps its rows so far
+ok = [r for r in json.load(open(sweep))["rows"] if r.get("ok") and "ms" in r]  # a sweep cut short keeps its rows
 fastest = lambda rows: min(rows, key=lambda r: r["ms"])
 open(best_txt, "w").write(fastest(ok)["overrides"] + "\n")
 v2 = json.load(open(best_v2)) if os.path.exists(best_v2) else {}

@@ -31,9 +31,10 @@ What it does, in order:
 4. The command as a user runs it, ``python -m rt4ksr.upscale input=CLIP output=OUT weights=rt4ksr-x2`` plus the
    ``--override`` options, timed by wall clock (process start, imports and model load included); the progress
    bar's last rate is parsed from its stderr.
-5. In this process, with the model built from the same config as the command: the model alone on decoded
-   frames (``Upscaler`` on uint8 batches of ``batch_size``, transfers included, after a warm-up), then the
-   whole video pipeline again with that warm model. Their difference from the command's wall clock is the
+5. In this process, with the model built as the command builds it (``UpscaleOptions.from_config`` and
+   ``build_upscaler``, from the same config): the model alone on decoded frames (``Upscaler`` on uint8 batches
+   of ``batch_size``, transfers included, after a warm-up), then the whole video pipeline again with that warm
+   model. Their difference from the command's wall clock is the
    command's start-up (imports, CUDA context, model load, kernel compilation).
    What if the encoder used slice threads (``--no-what-if`` skips it): the floor and the pipeline again with
    the encoder's ``thread_type`` set to SLICE, PyAV's default, instead of the frame threads (AUTO, FFmpeg's
@@ -337,31 +338,23 @@ def inspect_output(av: Any, out: Path, clip: Path, size: tuple[int, int]) -> dic
             "psnr_shrunk_vs_input_db": psnr, "checks": checks, "ok": all(checks.values())}
 
 
-def model_stages(cfg: Any, opts: Any, av: Any, clip: Path, dst: Path, frames: int, what_if: bool
+def model_stages(cfg: Any, options: Any, av: Any, clip: Path, dst: Path, frames: int, what_if: bool
                  ) -> dict[str, Any]:
-    """In this process, the model as the command builds it: alone on decoded frames, then the whole pipeline (and,
-    with ``what_if``, the pipeline again with a slice-threaded encoder)."""
+    """In this process, the model as the command builds it (``build_upscaler`` with the command's checked
+    options): alone on decoded frames, then the whole pipeline (and, with ``what_if``, the pipeline again with a
+    slice-threaded encoder)."""
     import torch
-    from omegaconf import OmegaConf
 
-    from rt4ksr.core.config import resolve_device
-    from rt4ksr.inference.cpu_memory import keep_freed_memory
     from rt4ksr.inference.loading import load_model
-    from rt4ksr.inference.upscaler import Upscaler
+    from rt4ksr.inference.upscaling import build_upscaler
     from rt4ksr.upscale import default_scale
 
-    keep_freed_memory()
-    device = resolve_device(cfg.device)
-    half = cfg.half
-    if half and device.type == "cpu":  # as the command: the CPU runs fp32
-        half = False
+    opts, device = options.output, options.device
     start = time.perf_counter()
     loaded = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
-    up = Upscaler(loaded.model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
-                  kernels=cfg.kernels, kernel_options=OmegaConf.to_container(cfg.kernel_options),
-                  backend=cfg.backend)
+    up = build_upscaler(loaded, options)
     load_s = time.perf_counter() - start
-    batch = int(cfg.batch_size)
+    batch = options.batch_size
     held: list[np.ndarray] = []
     with av.open(str(clip)) as c:
         v = c.streams.video[0]
@@ -465,24 +458,21 @@ def stage(frames: int, seconds: float, **extra: Any) -> dict[str, Any]:
 
 
 def prepare(args: argparse.Namespace, av: Any, clip: Path, out: Path) -> tuple[Any, Any, str]:
-    """The command's config with the overrides, checked as the command checks it, before any work; the options;
-    the video encoder an .mp4 output gets."""
+    """The command's config with the overrides and its options, checked as the command checks them
+    (``UpscaleOptions.from_config``), before any work; the video encoder an .mp4 output gets."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from rt4ksr.command import describe
     from rt4ksr.core.config import compose
-    from rt4ksr.inference.upscaling import OutputOptions
+    from rt4ksr.inference.upscaling import UpscaleOptions
     from rt4ksr.inference.upscaling.options import DEFAULT_CODECS
     from rt4ksr.models.pretrained import entry
-    from rt4ksr.upscale import check_options
 
     try:
         cfg = compose("upscale", [f"input={clip}", f"output={out}", f"weights={args.weights}", *args.override])
-        opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=cfg.ext, alpha=cfg.alpha,
-                             overwrite=cfg.overwrite, quality=cfg.quality, crf=cfg.crf)
-        check_options(cfg)
-        opts.check_video(".mp4")
+        options = UpscaleOptions.from_config(cfg)
+        options.output.check_video(".mp4")
     except HydraException as e:
         raise VideoE2EError(f"--override: {describe(e, 'upscale')}") from None
     except OmegaConfBaseException as e:
@@ -493,7 +483,7 @@ def prepare(args: argparse.Namespace, av: Any, clip: Path, out: Path) -> tuple[A
     if "libx264" not in av.codecs_available:
         raise VideoE2EError("this PyAV's FFmpeg has no libx264, which the test clip needs")
     codec = next((c for c in DEFAULT_CODECS if c in av.codecs_available), None)
-    return cfg, opts, codec or "?"
+    return cfg, options, codec or "?"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -517,8 +507,8 @@ def run(args: argparse.Namespace) -> int:
     out, floor_out, inproc_out = (args.work / f"{n}_x{args.scale}.mp4" for n in ("upscaled", "floor", "inprocess"))
     cmd = [sys.executable, "-m", "rt4ksr.upscale", f"input={clip}", f"output={out}", f"weights={args.weights}",
            *args.override]
-    cfg, opts, codec = prepare(args, av, clip, out)
-    batch = int(cfg.batch_size)
+    cfg, options, codec = prepare(args, av, clip, out)
+    opts, batch = options.output, options.batch_size
     size = output_size((args.height, args.width), args.scale, opts.outscale)
     stages: dict[str, dict[str, Any]] = {}
 
@@ -541,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
     verify = inspect_output(av, out, clip, size)
     settings = x264_settings(av, out) if codec == "libx264" else None
     say(f"command: {fps(args.frames, cmd_s)} fps (wall clock); the model in this process next")
-    m = model_stages(cfg, opts, av, clip, inproc_out, args.frames, args.what_if)
+    m = model_stages(cfg, options, av, clip, inproc_out, args.frames, args.what_if)
     stages["model"] = stage(*m["model"], load_s=m["load_s"], warmup_s=m["warmup_s"])
     stages["pipeline"] = stage(*m["pipeline"])
     if "pipeline_slice_threads" in m:

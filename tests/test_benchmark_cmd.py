@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import make_tiny_data
@@ -18,8 +19,14 @@ def test_modes_on_cpu():
     train = RTSRN(feature_channels=8, num_blocks=1)
     rows = benchmark(train, reparameterize(train), torch.device("cpu"), (24, 32), [1, 2],
                      ["train_fp32", "deploy_fp32", "deploy_fp16", "kernels", "onnxruntime_cpu"], warmup=1, repeats=2)
+    assert [(r["mode"], r["batch"]) for r in rows] == [(m, b) for m in ["train_fp32", "deploy_fp32", "deploy_fp16",
+                                                                       "kernels", "onnxruntime_cpu"] for b in (1, 2)]
     by = {(r["mode"], r["batch"]): r for r in rows}
     assert by[("deploy_fp32", 2)]["fps"] > 0 and by[("onnxruntime_cpu", 1)]["ms"] > 0
+    for r in (by[("deploy_fp32", 2)], by[("onnxruntime_cpu", 1)]):  # Stats.to_row: median, quartiles, IQR, rounds
+        assert r["p25_ms"] <= r["ms"] <= r["p75_ms"] and r["iqr_ms"] == r["p75_ms"] - r["p25_ms"]
+        assert r["rounds"] == len(r["values"]) == 2
+    assert by[("deploy_fp32", 2)]["fps"] == pytest.approx(2000 / by[("deploy_fp32", 2)]["ms"])  # frames per second
     assert "GPU" in by[("deploy_fp16", 1)]["skipped"]
     assert "TRITON_INTERPRET" in by[("kernels", 1)]["skipped"]
     assert "skipped" in format_rows(rows)

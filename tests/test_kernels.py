@@ -249,3 +249,19 @@ def test_skip_weights_are_the_interpolation_as_a_convolution(mode, scale, down):
     got = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(padded, down), weight), scale * down)
     ref = F.interpolate(x, scale_factor=scale, mode=mode, **({"align_corners": False} if mode == "bicubic" else {}))
     assert (got - ref).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bicubic"])
+@pytest.mark.parametrize("scale,down", [(2, 1), (2, 2), (3, 2), (4, 2), (3, 4)])
+def test_the_skip_as_a_grouped_convolution_is_the_interpolation(mode, scale, down):
+    """What exported graphs run (``skip_conv``) equals F.interpolate: float64 to 1e-12, float32 to 1e-5."""
+    import torch.nn.functional as F
+
+    from rt4ksr.models.skip import skip_conv, skip_kernel
+
+    kernel = skip_kernel(mode, scale, down)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        x = torch.rand(2, 3, 6 * down, 5 * down, dtype=dtype)
+        ref = F.interpolate(x, scale_factor=scale, mode=mode,
+                            **({"align_corners": False} if mode == "bicubic" else {}))
+        assert (skip_conv(x, kernel, scale, down) - ref).abs().max() <= tol

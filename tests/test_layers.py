@@ -68,6 +68,26 @@ def test_imports_flow_down_the_layers_at_module_level():
     assert not bad, "\n".join(bad)
 
 
+def test_the_package_never_reaches_into_scripts():
+    """scripts/ serve developers (the peer table, probes): the package imports none of them, and puts no folder on
+    sys.path to do so (what a script shares with the package lives in the package)."""
+    scripts = {p.stem for p in (ROOT / "scripts").glob("*.py")} | {"scripts"}
+    bad = []
+    for path in sorted(modules().values()):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                bad += [f"{where}: imports {a.name}" for a in node.names if a.name.split(".")[0] in scripts]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] in scripts:
+                    bad.append(f"{where}: imports from {node.module}")
+            elif isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
+                    and node.value.id == "sys":
+                bad.append(f"{where}: touches sys.path")
+    assert not bad, "\n".join(bad)
+
+
 def test_the_lazy_imports_are_the_ones_an_optional_dependency_needs():
     for module, dependency in LAZY_OK.items():
         path = PACKAGE.parent / (module.replace(".", "/") + ".py")

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from rt4ksr.measure.multirun import differing_labels, pareto_front, rank_with_ties, retime
+from rt4ksr.core.stats import Stats
+from rt4ksr.measure.multirun import differing_labels, pareto_front, rank_with_ties, retime, retime_size
 
 
 def test_labels_are_the_values_that_differ():
@@ -41,23 +42,38 @@ def test_retiming_is_interleaved_and_rotates():
     out = retime(models, torch.device("cpu"), size=(8, 8), rounds=4, warmup=1)
     timed = CALLS[3:]  # after one warm-up call each
     assert timed == list("ABC" "BCA" "CAB" "ABC")  # every round times every model once, starting one later
-    for t in out.values():
-        assert t["p25"] <= t["ms"] <= t["p75"] and t["spread"] == t["p75"] - t["p25"] and t["fps"] > 0
-        assert (t["height"], t["width"]) == (8, 8)
+    for name, t in out.items():
+        assert t.p25 <= t.median <= t.p75 and t.iqr == t.p75 - t.p25 and t.n == 4 and t.per_second() > 0
+        assert retime_size(models[name], torch.device("cpu"), (8, 8)) == (8, 8)
 
 
-def test_ranks_inside_the_spread_are_ties():
-    timings = {"fast": {"ms": 10.0, "spread": 0.5}, "close": {"ms": 10.4, "spread": 0.2},
-               "slow": {"ms": 20.0, "spread": 1.0}, "slower": {"ms": 30.0, "spread": 0.1}}
+def timing(ms: float, iqr: float) -> Stats:
+    """A timing with median ``ms`` and inter-quartile range ``iqr``."""
+    return Stats(ms, ms - iqr / 2, ms + iqr / 2, ms - iqr, ms + iqr, 5, (ms,))
+
+
+def test_ranks_inside_the_iqr_are_ties():
+    timings = {"fast": timing(10.0, 0.5), "close": timing(10.4, 0.2), "slow": timing(20.0, 1.0),
+               "slower": timing(30.0, 0.1)}
     assert rank_with_ties(timings) == {"fast": "1=", "close": "1=", "slow": "3", "slower": "4"}
 
 
 def test_ties_do_not_chain():
-    """B is within the spread of A, C within that of B, but C is clearly slower than A: each is compared with the
+    """B is within the IQR of A, C within that of B, but C is clearly slower than A: each is compared with the
     fastest of its group, so C starts a rank of its own."""
-    timings = {"A": {"ms": 10.0, "spread": 0.6}, "B": {"ms": 10.5, "spread": 0.6}, "C": {"ms": 11.0, "spread": 0.6},
-               "D": {"ms": 11.5, "spread": 0.6}}
+    timings = {"A": timing(10.0, 0.6), "B": timing(10.5, 0.6), "C": timing(11.0, 0.6), "D": timing(11.5, 0.6)}
     assert rank_with_ties(timings) == {"A": "1=", "B": "1=", "C": "3=", "D": "3="}
+
+
+class Broken(Recorder):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+
+def test_a_model_that_fails_is_left_out_of_the_retiming(caplog):
+    out = retime({"A": Recorder("A"), "B": Broken("B")}, torch.device("cpu"), size=(8, 8), rounds=2, warmup=1)
+    assert list(out) == ["A"] and "B not timed (failed in warm-up: RuntimeError: out of memory)" in caplog.text
+    assert rank_with_ties(out) == {"A": "1"}
 
 
 def test_retiming_needs_a_round():

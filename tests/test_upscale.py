@@ -588,3 +588,64 @@ def test_face_enhance_says_what_to_use_instead():
 
     with pytest.raises(SystemExit, match="GFPGAN"):
         translate_flags(["--face_enhance"])
+
+
+# --- one home for each thing: the model's descriptor, the run's options, the upscaler's setup ---------------------
+
+
+def test_the_upscaler_reads_the_loaded_descriptor():
+    """A ``Loaded`` and the bare network it describes (``Loaded.of``) give the same upscaler: the scale, the grid
+    and the automatic tiles' context all come from the descriptor."""
+    from rt4ksr.inference.loading import Loaded
+
+    model = tiny_model(3)
+    loaded = Loaded.of(model)
+    assert Loaded.of(loaded) is loaded and loaded.train_model is None and loaded.source is None
+    a, b = Upscaler(loaded, torch.device("cpu"), tile=None), Upscaler(model, torch.device("cpu"), tile=None)
+    assert (a.scale, a.multiple, a.tile, a.tile_pad) == (b.scale, b.multiple, b.tile, b.tile_pad)
+    assert (a.scale, a.multiple, a.tile) == (3, loaded.multiple, 512)
+    assert a.tile_pad == max(16, loaded.radius + loaded.multiple)
+    img = np.random.default_rng(2).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    assert np.array_equal(a(img), b(img))
+
+
+def test_upscale_options_are_read_and_checked_in_one_place(caplog):
+    from rt4ksr.core.config import compose
+    from rt4ksr.inference.upscaling import UpscaleOptions, build_upscaler
+
+    cfg = compose("upscale", ["input=a.png", "output=b.png", "device=cpu", "half=true", "tile=0", "backend=torch",
+                              "outscale=3", "kernel_options.fuse=2"])
+    with caplog.at_level("WARNING"):
+        options = UpscaleOptions.from_config(cfg)
+    assert "half=true applies on CUDA" in caplog.text
+    assert options.device == torch.device("cpu") and options.half is False  # the CPU runs fp32
+    assert (options.tile, options.tile_pad, options.batch_size, options.backend) == (0, 16, 4, "torch")
+    assert options.output.outscale == 3.0 and options.kernel_options["fuse"] == 2
+    assert isinstance(options.kernel_options, dict) and options.kernel_options["region"] == [32, 32]
+    up = build_upscaler(tiny_model(2), options)
+    assert (up.device, up.half, up.tile, up.backend) == (torch.device("cpu"), False, 0, "torch")
+    for kwargs, message in ((dict(tile="abc"), "tile must be"), (dict(tile_pad=-2), "tile_pad must be"),
+                            (dict(batch_size=0), "batch_size must be an integer >= 1"),
+                            (dict(half="maybe"), "half must be true, false or null"),
+                            (dict(compile="yes"), "compile must be"), (dict(progress=1), "progress must be"),
+                            (dict(backend="tensorrt"), "backend must be one of auto, torch, onnxruntime, openvino"),
+                            (dict(kernel_options={"fuse": 0}), "kernel_options"),
+                            (dict(device="bogus"), "device must be auto, cpu, cuda or cuda:N")):
+        with pytest.raises(ConfigValueError, match=message):
+            UpscaleOptions(**kwargs)
+
+
+def test_load_weights_takes_values(tmp_path):
+    """``load_weights`` is ``load_model`` without a config: the same file, the same scale check and message."""
+    from rt4ksr.inference.loading import load_weights
+
+    model_cfg = {"_target_": "rt4ksr.models.RTSRN", "scale": 2, "feature_channels": 8, "num_blocks": 1}
+    random = load_weights(None, None, model_cfg)
+    assert random.source is None and random.train_model is not None and random.scale == 2
+    from rt4ksr.models.checkpoint import portable_state_dict
+
+    path = tmp_path / "x2.pth"
+    torch.save({"state_dict": portable_state_dict(random.model), "config": random.model.config}, path)
+    assert load_weights(str(path), None, model_cfg).scale == 2
+    with pytest.raises(ConfigValueError, match=f"ckpt_path={path} is an x2 model, but the model options ask for x3"):
+        load_weights(str(path), None, {**model_cfg, "scale": 3}, model_named=True)

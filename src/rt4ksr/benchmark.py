@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from rt4ksr.command import hydra_command
 from rt4ksr.core.config import resolve_device
 from rt4ksr.core.files import write_json
-from rt4ksr.core.scenario import timing_input
+from rt4ksr.core.scenario import timing_size
 from rt4ksr.inference.cpu_memory import keep_freed_memory
 from rt4ksr.inference.loading import load_model
 from rt4ksr.kernels.network import kernel_options
@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     options = kernel_options(cfg.kernel_options)
     loaded = load_model(cfg)  # no weights: the configured model, randomly initialised (the same speed)
     scale = loaded.scale
-    size = timing_input(scale, device.type, cfg.cpu_size if device.type != "cuda" else None)
+    size = timing_size(scale, device.type, cfg.cpu_size if device.type != "cuda" else None)
     rows = benchmark(loaded.train_model, loaded.model, device, size, list(cfg.batch_sizes), list(cfg.modes),
                      cfg.warmup, cfg.repeats if device.type == "cuda" else cfg.cpu_repeats,
                      options)

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from rt4ksr import __version__
+from rt4ksr.core.threads import prepare_process
 
 COMMANDS = {
     "train": "rt4ksr.train",
@@ -77,4 +78,5 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (did you mean '{near[0]}'?)" if near else ""
         raise SystemExit(f"error: unknown command {name!r}{hint}; commands: {', '.join(COMMANDS)}")
     sys.argv = [f"rt4ksr {name}", *rest]
+    prepare_process(rest)  # before the command's module imports torch
     importlib.import_module(COMMANDS[name]).main()

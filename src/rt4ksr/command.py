@@ -22,6 +22,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from rt4ksr.core import threads
 from rt4ksr.core.config import CONFIG_DIR
 from rt4ksr.core.errors import (
     EXIT_INTERRUPTED,
@@ -39,11 +40,12 @@ HYDRA_FLAGS = frozenset({"-h", "--help", "--hydra-help", "--version", "-c", "--c
                          "-cn", "--config-name", "-cd", "--config-dir", "-i", "--info", "--experimental-rerun"})
 
 
-def hydra_command(config_name: str, flags: Iterable[str] = (), sigterm: bool = True
+def hydra_command(config_name: str, flags: Iterable[str] = (), sigterm: bool = True, say_threads: bool = True
                   ) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
     """``hydra.main`` on the packaged config ``config_name`` over ``user_command``. ``flags``: the command's own
     ``--flag`` names (translated before Hydra runs), offered when a misspelt one is close to them; ``sigterm``:
-    as in ``user_command``."""
+    as in ``user_command``; ``say_threads``: print the thread policy's choice on stderr (off for commands that
+    only list things)."""
 
     def decorate(fn: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         started = False
@@ -52,6 +54,7 @@ def hydra_command(config_name: str, flags: Iterable[str] = (), sigterm: bool = T
         def task(cfg: DictConfig) -> Any:
             nonlocal started
             started = True
+            threads.configure(cfg.get("threads"), announce=say_threads)  # one policy for every command
             return fn(cfg)
 
         app = hydra.main(version_base="1.3", config_path=CONFIG_DIR,

@@ -17,7 +17,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.core.config import bool_option, int_list
+from rt4ksr.core.config import bool_list, choice_list, int_list
 from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.core.files import write_json
 from rt4ksr.core.scenario import uhd_input
@@ -29,12 +29,6 @@ INTERPRETER_SIZE = (12, 18)  # Triton's interpreter runs Python: a small input c
 FAMILIES = ("v1", "v2")
 
 
-def _bools(key: str, value: object) -> list[bool]:
-    if not isinstance(value, list | ListConfig) or not value:
-        raise ConfigValueError(f"{key} must be a list of true/false, e.g. {key}=[true,false], got {value!r}")
-    return [bool(bool_option(key, v)) for v in value]
-
-
 def _tiles(value: object) -> list[tuple[int, int]]:
     if not isinstance(value, list | ListConfig) or not value:
         raise ConfigValueError(f"tile must be a list of [rows, columns] pairs, e.g. tile=[[8,16],[1,64]], "
@@ -44,17 +38,13 @@ def _tiles(value: object) -> list[tuple[int, int]]:
 
 def option_sets(cfg: DictConfig, programs_per_sm: list[int] | None = None) -> list[dict[str, Any]]:
     """The ``TritonRTSRN`` option sets a sweep or report config lists, each checked before anything loads."""
-    families = list(cfg.kernels) if isinstance(cfg.kernels, list | ListConfig) else [cfg.kernels]
-    if not families or any(f not in FAMILIES for f in families):
-        raise ConfigValueError(f"kernels must be a list of v1 and/or v2, e.g. kernels=[v1,v2], got {cfg.kernels!r}")
-    if not isinstance(cfg.num_warps, list | ListConfig) or not cfg.num_warps or any(
-            n not in (0, 1, 2, 4, 8, 16) or isinstance(n, bool) for n in cfg.num_warps):
-        raise ConfigValueError(f"num_warps must be a list of 0 (the kernels' choice), 1, 2, 4, 8 or 16, "
-                               f"got {cfg.num_warps!r}")
+    families = choice_list("kernels", cfg.kernels, FAMILIES, "v1 and/or v2, e.g. kernels=[v1,v2]", single=True)
+    num_warps = choice_list("num_warps", cfg.num_warps, (0, 1, 2, 4, 8, 16),
+                            "0 (the kernels' choice), 1, 2, 4, 8 or 16")
     options = variants(families, int_list("fuse", cfg.fuse), int_list("block_p", cfg.block_p),
-                       tuple(int_list("region", cfg.region, 2)), _bools("row_stores", cfg.row_stores),
-                       _tiles(cfg.tile), _bools("keep_weights", cfg.keep_weights), int_list("stages", cfg.stages),
-                       programs_per_sm or int_list("programs_per_sm", cfg.programs_per_sm), list(cfg.num_warps))
+                       tuple(int_list("region", cfg.region, 2)), bool_list("row_stores", cfg.row_stores),
+                       _tiles(cfg.tile), bool_list("keep_weights", cfg.keep_weights), int_list("stages", cfg.stages),
+                       programs_per_sm or int_list("programs_per_sm", cfg.programs_per_sm), num_warps)
     for opts in options:
         if error := options_error(**opts):
             raise ConfigValueError(error)
@@ -79,7 +69,9 @@ def main(cfg: DictConfig) -> None:
 
     def partial(rows: list[dict[str, Any]]) -> None:
         if path:
-            write_json(path, {**head, "rows": rows, "done": f"{len(rows)} of {len(options)} option sets"})
+            timed = max((r.get("rounds", 0) for r in rows), default=0)
+            write_json(path, {**head, "rows": rows, "done": f"{len(rows)} of {len(options)} option sets checked, "
+                                                             f"{timed} rounds timed"})
 
     rows = sweep(deploy, size, options, cfg.repeats, on_row=partial)
     print(format_sweep(rows))

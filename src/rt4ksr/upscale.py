@@ -16,13 +16,10 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
-from rt4ksr.core.config import bool_option, int_option, named_on_command_line, resolve_device
-from rt4ksr.core.errors import ConfigValueError, PartialFailure
-from rt4ksr.inference.cpu_memory import keep_freed_memory
+from rt4ksr.core.config import named_on_command_line
+from rt4ksr.core.errors import PartialFailure
 from rt4ksr.inference.loading import load_model
-from rt4ksr.inference.upscaler import BACKENDS, Upscaler
-from rt4ksr.inference.upscaling import OutputOptions, check_paths, upscale_path
-from rt4ksr.kernels.network import kernel_options
+from rt4ksr.inference.upscaling import VIDEO_EXTENSIONS, UpscaleOptions, build_upscaler, check_paths, upscale_path
 from rt4ksr.models.pretrained import scale_for
 
 log = logging.getLogger(__name__)
@@ -80,19 +77,6 @@ def _quote(value: str) -> str:
     return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body) + "'"
 
 
-def check_options(cfg: DictConfig) -> None:
-    """The options that are not output options, checked (type and range) before the model is loaded."""
-    int_option("tile", cfg.tile, 0, none=True)
-    int_option("tile_pad", cfg.tile_pad, 0)
-    int_option("batch_size", cfg.batch_size, 1)
-    bool_option("half", cfg.half, none=True)
-    for key in ("compile", "kernels", "progress"):
-        bool_option(key, cfg[key])
-    if cfg.backend not in BACKENDS:
-        raise ConfigValueError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
-    kernel_options(cfg.kernel_options)
-
-
 def default_scale(cfg: DictConfig, outscale: float | None) -> int:
     """The zoo scale to use when no weights are given: the model the command line named (``model=rt4ksr_x3``),
     else the one that serves ``outscale`` (``-s 3``: x3; ``-s 3.5``: x4, resized down), else x2."""
@@ -103,22 +87,12 @@ def default_scale(cfg: DictConfig, outscale: float | None) -> int:
 
 @hydra_command("upscale", flags=[*FLAGS, *SWITCHES])
 def run(cfg: DictConfig) -> None:
-    keep_freed_memory()  # CPU inference: reuse freed tensors instead of page-faulting fresh memory
-    opts = OutputOptions(outscale=cfg.outscale, suffix=cfg.suffix, ext=cfg.ext, alpha=cfg.alpha,
-                         overwrite=cfg.overwrite, quality=cfg.quality, crf=cfg.crf)
-    check_options(cfg)
+    options = UpscaleOptions.from_config(cfg)  # every option checked before the model loads
     src, dst = Path(to_absolute_path(str(cfg.input))), Path(to_absolute_path(str(cfg.output)))
-    device = resolve_device(cfg.device)
-    half = cfg.half
-    if half and device.type == "cpu":
-        log.warning("half=true applies on CUDA: the CPU runs fp32 (fp16 there is slower and less exact)")
-        half = False
-    check_paths(src, dst, opts)
-    loaded = load_model(cfg, default_scale=default_scale(cfg, opts.outscale))
-    up = Upscaler(loaded.model, device, half=half, compile=cfg.compile, tile=cfg.tile, tile_pad=cfg.tile_pad,
-                  kernels=cfg.kernels, kernel_options=kernel_options(cfg.kernel_options),
-                  backend=cfg.backend)
-    report = upscale_path(up, src, dst, opts, cfg.batch_size, cfg.progress)
+    check_paths(src, dst, options.output)
+    loaded = load_model(cfg, default_scale=default_scale(cfg, options.output.outscale))
+    up = build_upscaler(loaded, options, frames=src.suffix.lower() in VIDEO_EXTENSIONS)
+    report = upscale_path(up, src, dst, options.output, options.batch_size, options.progress)
     print(report.summary())
     if report.failed:
         raise PartialFailure("file(s)", report.failed, written=len(report.written))

@@ -64,7 +64,7 @@ def card(e: Entry) -> str:
     return yaml.safe_dump(e.card, sort_keys=False, width=110, allow_unicode=True) + f"path: {e.path}\n"
 
 
-@hydra_command("zoo")
+@hydra_command("zoo", say_threads=False)
 def main(cfg: DictConfig) -> None:
     choice_option("format", cfg.format, FORMATS)
     chosen = [entry(str(cfg.name))] if cfg.name is not None else list(entries())

@@ -1,2 +1,2 @@
-"""The bottom layer: configuration, user errors, atomic files, optional dependencies and the deployment scenario.
-Everything else imports from here; this imports nothing of rt4ksr's above it."""
+"""The bottom layer: configuration, user errors, atomic files, optional dependencies, the deployment scenario and the
+measurement core (stats). Everything else imports from here; this imports nothing of rt4ksr's above it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,23 @@ def int_list(key: str, value: object, length: int | None = None) -> list[int]:
         raise ConfigValueError(f"{key} must be {shape}, e.g. {key}=[{', '.join(['64'] * (length or 2))}], "
                                f"got {value!r}")
     return items
+
+
+def bool_list(key: str, value: object) -> list[bool]:
+    """``value`` checked as a non-empty list of true/false, from a config list (``row_stores=[true,false]``)."""
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes) or not value:
+        raise ConfigValueError(f"{key} must be a list of true/false, e.g. {key}=[true,false], got {value!r}")
+    return [bool(bool_option(key, v)) for v in value]
+
+
+def choice_list(key: str, value: object, choices: tuple | list, example: str, single: bool = False) -> list:
+    """``value`` checked as a non-empty list of ``choices`` (``single``: a lone choice counts as a list of one); the
+    message shows ``example``."""
+    items = [value] if single and (isinstance(value, str) or not isinstance(value, Sequence)) else value
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes) or not items or any(
+            isinstance(v, bool) or v not in choices for v in items):
+        raise ConfigValueError(f"{key} must be a list of {example}, got {value!r}")
+    return list(items)
 
 
 def choice_option(key: str, value: object, choices: tuple | list) -> Any:

@@ -22,8 +22,9 @@ def cpu_input(scale: int) -> tuple[int, int]:
     return -(-h // CPU_DIVISOR), -(-w // CPU_DIVISOR)
 
 
-def timing_input(scale: int, device_type: str, size: tuple[int, int] | list[int] | None = None) -> tuple[int, int]:
-    """The LR (H, W) to time at: ``size`` when given, else the 4K scenario on CUDA and its stand-in elsewhere."""
+def timing_size(scale: int, device_type: str, size: tuple[int, int] | list[int] | None = None) -> tuple[int, int]:
+    """The LR (H, W) to time at: ``size`` when given, else the 4K scenario on CUDA and its stand-in elsewhere
+    (``rt4ksr.inference.timing.timing_batch`` draws the input of that size)."""
     if size is not None:
         h, w = size
         return int(h), int(w)

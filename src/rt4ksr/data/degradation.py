@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 
-import kornia
 import torch
 from torch import Tensor, nn
 
@@ -156,6 +155,8 @@ class KorniaBicubic(nn.Module):
         self.scale, self.quantize = scale, quantize
 
     def forward(self, hr: Tensor) -> Tensor:
+        import kornia  # here: only this comparison needs it, and eval's startup skips it
+
         hr = mod_crop(hr, self.scale)
         h, w = hr.shape[-2:]
         lr = kornia.geometry.transform.resize(hr, (h // self.scale, w // self.scale), interpolation="bicubic",

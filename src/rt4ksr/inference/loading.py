@@ -1,9 +1,11 @@
 """Loading a model for inference: one path from a file, a zoo entry or a config to a ``Loaded`` descriptor.
 
-Every command and tool that runs a model goes through ``load_file`` / ``load_state`` (and, from a command's
-config, ``load_model``): the weights are read in any supported form (official, Lightning, deploy files,
-safetensors, training or fused form), the architecture comes from the config the file carries, else from the
-given model config, else (training form only) from the released design's shapes, and the result is fused.
+Every command and tool that runs a model goes through ``load_weights`` / ``load_file`` / ``load_state`` (and,
+from a command's config, its adapter ``load_model``): the weights are read in any supported form (official,
+Lightning, deploy files, safetensors, training or fused form), the architecture comes from the config the file
+carries, else from the given model config, else (training form only) from the released design's shapes, and the
+result is fused. ``Loaded.of`` describes a deploy-form network built elsewhere (a library user's, a test's)
+the same way.
 """
 
 from __future__ import annotations
@@ -34,8 +36,13 @@ class Loaded:
     the training form when the weights were in it, and where the weights came from (None: random)."""
 
     model: nn.Module
-    train_model: nn.Module | None
-    source: str | None
+    train_model: nn.Module | None = None
+    source: str | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module | Loaded) -> Loaded:
+        """The descriptor of a deploy-form network (a ``Loaded`` is returned as it is)."""
+        return model if isinstance(model, Loaded) else cls(model=model)
 
     @property
     def scale(self) -> int:
@@ -105,21 +112,31 @@ def load_raw(obj: object, model_cfg: DictConfig | Mapping[str, Any] | None = Non
     return load_state(state, config, model_cfg, source)
 
 
-def load_model(cfg: DictConfig, default_scale: int | None = None) -> Loaded:
-    """The model a command runs: its ``ckpt_path``, the zoo entry ``weights``, or, given neither, the zoo's
-    default at ``default_scale``; with no default scale, the configured model, randomly initialised.
+def load_weights(ckpt_path: str | Path | None, weights: str | None,
+                 model_cfg: DictConfig | Mapping[str, Any] | None, default_scale: int | None = None,
+                 model_named: bool = False) -> Loaded:
+    """The model a command runs: the file ``ckpt_path``, the zoo entry ``weights``, or, given neither, the zoo's
+    default at ``default_scale``; with no default scale, ``model_cfg``, randomly initialised.
 
-    Files that carry their config decide the architecture; a model the command line named (``model=rt4ksr_x3``)
-    must then agree with them on the scale, since that is what the user asked for.
+    Files that carry their config decide the architecture; a model the user named (``model_named``: the command
+    line's ``model=rt4ksr_x3``) must then agree with them on the scale, since that is what the user asked for.
     """
-    path = weights_path(cfg.get("ckpt_path"), cfg.get("weights"), default_scale)
+    path = weights_path(ckpt_path, weights, default_scale)
     if path is None:
-        net = instantiate(cfg.model)
+        net = instantiate(model_cfg)
         return Loaded(model=reparameterize(net), train_model=net, source=None)
-    loaded = load_file(path, cfg.model)
-    if named_on_command_line("model") and loaded.scale != cfg.model.scale:
-        given = f"weights={cfg.weights}" if cfg.get("weights") else f"ckpt_path={cfg.get('ckpt_path') or path}"
+    loaded = load_file(path, model_cfg)
+    wanted = None if model_cfg is None else model_cfg["scale"]
+    if model_named and loaded.scale != wanted:
+        given = f"weights={weights}" if weights else f"ckpt_path={ckpt_path or path}"
         raise ConfigValueError(f"{given} is an x{loaded.scale} model, but the model options ask for "
-                               f"x{cfg.model.scale}: drop them (the weights carry their config) or give "
-                               f"x{cfg.model.scale} weights")
+                               f"x{wanted}: drop them (the weights carry their config) or give "
+                               f"x{wanted} weights")
     return loaded
+
+
+def load_model(cfg: DictConfig, default_scale: int | None = None) -> Loaded:
+    """``load_weights`` with a command's config: its ``ckpt_path``, ``weights`` and ``model``, the last one
+    checked against the weights when the command line named it."""
+    return load_weights(cfg.get("ckpt_path"), cfg.get("weights"), cfg.get("model"), default_scale,
+                        named_on_command_line("model"))

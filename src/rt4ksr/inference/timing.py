@@ -1,17 +1,21 @@
-"""Timing inference the way the product runs it, set up once for every timer in the package: a private copy of
-the model in the deployment's dtype and memory format, a seeded input (the global RNG stays untouched, so a
-resumed run is exact), warm-up, then the median and spread of repeats (CUDA events on a GPU)."""
+"""The setup of a timing, as the product runs it: a private copy of the model in the deployment's dtype and memory
+format, a seeded input (the global RNG stays untouched, so a resumed run is exact), and the CUDA-event measure.
+
+The statistics and the rounds are ``rt4ksr.core.stats`` (``Stats``, ``interleaved``): every timer of the package
+and its scripts goes through them; ``time_inference`` is the single-model case the training callback uses.
+"""
 
 from __future__ import annotations
 
 import copy
-import statistics
-import time
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from rt4ksr.core.stats import Measure, timed, wall_ms
 
 
 def deployment_setting(device: torch.device, half: bool | None = None, channels_last: bool | None = None
@@ -29,37 +33,33 @@ def timed_copy(model: nn.Module, device: torch.device, dtype: torch.dtype, chann
     return m.to(memory_format=torch.channels_last) if channels_last else m
 
 
-def timing_input(batch: int, size: tuple[int, int], device: torch.device, dtype: torch.dtype,
+def timing_batch(batch: int, size: tuple[int, int], device: torch.device, dtype: torch.dtype,
                  channels_last: bool = False) -> Tensor:
-    """A seeded random LR batch of ``size`` (H, W), drawn on the CPU so it is the same on every device."""
+    """A seeded random LR batch of ``size`` (H, W), drawn on the CPU so it is the same on every device (the size
+    itself comes from ``rt4ksr.core.scenario.timing_size``)."""
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def measure_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Wall times in ms of ``fn``; CUDA events (and a synchronize per repeat) on a GPU."""
-    for _ in range(warmup):
+def cuda_ms(fn: Callable[[], object], iters: int = 1, device: torch.device | None = None) -> float:
+    """GPU ms per call of ``iters`` back-to-back calls, by CUDA events: launches queued as in a video pipeline,
+    one synchronisation before (earlier work is not counted) and one after."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(device)
+    start.record()
+    for _ in range(iters):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / iters
 
 
-def summarize_ms(times: list[float], batch: int = 1) -> dict[str, float]:
-    """Median ms per batch, spread (max - min) and frames per second."""
-    ms = statistics.median(times)
-    return {"ms": ms, "spread_ms": max(times) - min(times), "fps": 1000.0 * batch / ms}
+def measure_for(device: torch.device, iters: int = 1) -> Measure:
+    """The ``measure`` of ``rt4ksr.core.stats.interleaved`` for work on ``device``: CUDA events on a GPU, the wall
+    clock elsewhere; ``iters`` calls per figure."""
+    if device.type == "cuda":
+        return functools.partial(cuda_ms, iters=iters, device=device)
+    return functools.partial(wall_ms, iters=iters)
 
 
 def device_name(device: torch.device) -> str:
@@ -70,11 +70,12 @@ def device_name(device: torch.device) -> str:
 def time_inference(model: nn.Module, size: tuple[int, int], device: torch.device, batch: int = 1,
                    half: bool | None = None, channels_last: bool | None = None, warmup: int = 10,
                    repeats: int = 50) -> dict[str, Any]:
-    """Median ms per batch and frames/s of a copy of ``model`` at ``size``, in the deployment setting of
-    ``device`` (fp16 and channels_last on CUDA, fp32 on the CPU) unless told otherwise."""
+    """Median ms per batch, its quartiles and frames/s of a copy of ``model`` at ``size`` over ``repeats`` rounds,
+    in the deployment setting of ``device`` (fp16 and channels_last on CUDA, fp32 on the CPU) unless told
+    otherwise."""
     dtype, cl = deployment_setting(device, half, channels_last)
     m = timed_copy(model, device, dtype, cl)
-    x = timing_input(batch, size, device, dtype, cl)
-    return {**summarize_ms(measure_ms(lambda: m(x), device, warmup, repeats), batch),
-            "height": size[0], "width": size[1], "batch": batch,
+    x = timing_batch(batch, size, device, dtype, cl)
+    stats = timed(functools.partial(m, x), repeats, warmup, measure_for(device))
+    return {**stats.to_row(batch), "height": size[0], "width": size[1], "batch": batch,
             "dtype": "fp16" if dtype == torch.float16 else "fp32", "device": device_name(device)}

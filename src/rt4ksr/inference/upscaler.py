@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rt4ksr.core import threads
 from rt4ksr.core.config import int_option
 from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.core.extras import require
-from rt4ksr.inference.exporters import export_onnx
+from rt4ksr.inference import runtimes
+from rt4ksr.inference.loading import Loaded
 from rt4ksr.kernels.network import TritonRTSRN
-from rt4ksr.models.profile import is_local, receptive_radius
 
 
 def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 3) -> Callable[[Tensor], Tensor]:
@@ -54,7 +53,7 @@ def cuda_graphed(fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int = 
 
 
 CPU_TILE = 512  # LR tile side on the CPU: 512x512 intermediates stay under glibc's 32 MiB mmap threshold
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 def check_kernels(device: torch.device) -> None:
@@ -66,57 +65,73 @@ def check_kernels(device: torch.device) -> None:
                                "TRITON_INTERPRET=1 to run them, slowly, in Triton's interpreter)")
 
 
-class OnnxRunner:
-    """The deploy-form model exported to ONNX in memory and run by ONNX Runtime on the CPU: a faster CPU path
-    than eager PyTorch for this small convolutional network. Takes and returns float32 CPU tensors."""
+def check_backend(backend: object) -> str:
+    """``backend`` checked as one of ``BACKENDS``."""
+    if backend not in BACKENDS:
+        raise ConfigValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return str(backend)
 
-    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
-        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(copy.deepcopy(model).eval().float().cpu(), Path(tmp) / "model.onnx")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads or torch.get_num_threads()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return torch.from_numpy(self.session.run(None, {"lr": x.float().cpu().numpy()})[0])
+def check_tiling(tile: object, tile_pad: object) -> tuple[int | None, int]:
+    """``tile`` (an LR tile side; 0: whole images; None: automatic) and ``tile_pad`` (>= 0) checked."""
+    return int_option("tile", tile, 0, none=True), int_option("tile_pad", tile_pad, 0)
+
+
+def choose_backend(backend: str, device: torch.device, half: bool | None = None, compile: bool = False,
+                   kernels: bool = False, frames: bool = False) -> str:
+    """The runtime for ``backend=auto``, from the CPU runtimes measured in docs/results.md ("CPU runtimes").
+    OpenVINO runs the network fastest at every size, but importing it and compiling and first running each new
+    shape cost about as much as it saves on one 1080p picture. So on the CPU in fp32, where OpenVINO is
+    installed, a video's frames (many calls of one shape) run on it, and pictures run on PyTorch's CPU tiles.
+    PyTorch runs on the GPU and wherever compile or kernels are asked for. A named backend is checked: ONNX
+    Runtime and OpenVINO run fp32 on the CPU."""
+    backend = check_backend(backend)
+    if backend == "auto":
+        cpu_fp32 = device.type == "cpu" and not (half or compile or kernels)
+        return "openvino" if frames and cpu_fp32 and runtimes.available("openvino") else "torch"
+    if backend != "torch" and (device.type != "cpu" or kernels or compile or half):
+        raise ConfigValueError(f"backend={backend} runs fp32 on the CPU: drop device, half, compile and kernels "
+                               "(or use backend=torch)")
+    return backend
 
 
 class Upscaler:
     """Runs a deploy-form model on uint8 or uint16 RGB images: fp16 + channels_last on CUDA, fp32 on the CPU.
 
+    ``model`` is a ``Loaded`` (what ``rt4ksr.inference.loading`` returns), or a bare deploy-form network, which
+    ``Loaded.of`` describes: its scale, input grid, receptive radius and whether tiles change its output are
+    read from the descriptor.
+
     ``tile`` > 0 processes large images in LR tiles of that size with ``tile_pad`` pixels of context on each
     side (aligned to the model's unshuffle grid), so the output equals the untiled one. ``tile=None`` picks
     ``CPU_TILE`` on the CPU, where tiles keep the intermediates small enough for the allocator to reuse
     (2.6x faster at 1080p, see ``rt4ksr.inference.cpu_memory``), and whole images on CUDA. ``backend`` is
-    ``torch`` or ``onnxruntime`` (CPU).
+    ``auto`` (``choose_backend``), ``torch``, ``onnxruntime`` or ``openvino`` (the last two: CPU, fp32).
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, half: bool | None = None, compile: bool = False,
-                 tile: int | None = 0, tile_pad: int = 16, kernels: bool = False,
-                 kernel_options: Mapping[str, Any] | None = None, backend: str = "torch") -> None:
-        if backend not in BACKENDS:
-            raise ConfigValueError(f"backend must be torch or onnxruntime, got {backend!r}")
-        if backend == "onnxruntime" and (device.type != "cpu" or kernels or compile or half):
-            raise ConfigValueError("backend=onnxruntime runs fp32 on the CPU: drop device, half, compile and kernels "
-                                   "(or use backend=torch)")
-        tile = int_option("tile", tile, 0, none=True)
-        tile_pad = int_option("tile_pad", tile_pad, 0)
+    def __init__(self, model: Loaded | nn.Module, device: torch.device, half: bool | None = None,
+                 compile: bool = False, tile: int | None = 0, tile_pad: int = 16, kernels: bool = False,
+                 kernel_options: Mapping[str, Any] | None = None, backend: str = "torch",
+                 frames: bool = False) -> None:
+        loaded = Loaded.of(model)
+        model = loaded.model
+        backend = choose_backend(backend, device, half, compile, kernels, frames)
+        tile, tile_pad = check_tiling(tile, tile_pad)
         if kernels:
             check_kernels(device)
         if tile is None:  # automatic: CPU tiles where they change nothing (local operations, enough context)
-            tile = CPU_TILE if device.type == "cpu" and backend == "torch" and is_local(model) else 0
-            tile_pad = max(tile_pad, receptive_radius(model) + getattr(model, "multiple", 1)) if tile else tile_pad
+            tile = CPU_TILE if device.type == "cpu" and backend == "torch" and loaded.tileable else 0
+            tile_pad = max(tile_pad, loaded.radius + loaded.multiple) if tile else tile_pad
         self.device = device
-        self.half = device.type == "cuda" if half is None else half
+        self.backend = backend
+        self.half = device.type == "cuda" and loaded.supports_half if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
         self.channels_last = device.type == "cuda"
-        self.scale = model.scale
-        self.multiple = getattr(model, "multiple", 1)
+        self.scale = loaded.scale
+        self.multiple = loaded.multiple
         self.tile, self.tile_pad = tile, tile_pad
-        if backend == "onnxruntime":
-            self.model: Callable[[Tensor], Tensor] = OnnxRunner(model)
+        if backend in runtimes.RUNNERS:
+            self.model: Callable[[Tensor], Tensor] = runtimes.RUNNERS[backend](model)
             return
         model = copy.deepcopy(model).eval().to(device=device, dtype=self.dtype)  # the caller's model stays as is
         if self.channels_last:
@@ -124,6 +139,12 @@ class Upscaler:
         if kernels:  # the project's fused Triton kernels (CUDA)
             model = TritonRTSRN(model, dtype=self.dtype, **dict(kernel_options or {}))
         self.model = torch.compile(model, mode="max-autotune") if compile else model
+
+    def forward(self, lr: Tensor) -> Tensor:
+        """One call of the network, on as many CPU threads as are free now (``rt4ksr.core.threads``)."""
+        if self.device.type == "cpu":
+            threads.follow_load()
+        return self.model(lr)
 
     def to_tensor(self, frames: np.ndarray) -> Tensor:
         """(N, H, W, 3) or (H, W, 3) uint8/uint16 -> (N, 3, H, W) on the device, in [0, 1]."""
@@ -147,7 +168,7 @@ class Upscaler:
         """An LR batch (on the device) to SR, tiled when configured and larger than a tile."""
         h, w = lr.shape[-2:]
         if self.tile <= 0 or (h <= self.tile and w <= self.tile):
-            return self.model(lr)
+            return self.forward(lr)
         s, m, t, o = self.scale, self.multiple, self.tile, self.tile_pad
         out = None
         for y0 in range(0, h, t):
@@ -156,7 +177,7 @@ class Upscaler:
                 # context around the tile, its start aligned to the unshuffle grid
                 cy0, cx0 = max(0, (y0 - o) // m * m), max(0, (x0 - o) // m * m)
                 cy1, cx1 = min(h, y1 + o), min(w, x1 + o)
-                sr = self.model(lr[..., cy0:cy1, cx0:cx1])
+                sr = self.forward(lr[..., cy0:cy1, cx0:cx1])
                 if out is None:  # where the backend returns its results (the CPU for onnxruntime)
                     out = sr.new_empty(lr.shape[0], 3, h * s, w * s)
                 out[..., y0 * s: y1 * s, x0 * s: x1 * s] = sr[..., (y0 - cy0) * s: (y1 - cy0) * s,

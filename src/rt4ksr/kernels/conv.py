@@ -4,7 +4,7 @@ also adds the network's global skip.
 
 The skip (nearest or bicubic upsampling of the input) is, for an integer scale, a fixed linear map from a
 small window of the PixelUnshuffled input to the last conv's pixel-shuffle channels: a second convolution
-(``SKIP_K`` x ``SKIP_K`` taps on the unshuffled image, weights from ``rt4ksr.kernels.skip_weights``). It
+(``SKIP_K`` x ``SKIP_K`` taps on the unshuffled image, weights from ``rt4ksr.models.skip.skip_weights``). It
 runs on the tensor cores beside the main one, instead of 16 gathers per output value.
 
 Features are NHWC (channel vectors contiguous). Each program takes ``BLOCK_P`` pixels and all output

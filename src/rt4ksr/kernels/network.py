@@ -11,10 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from rt4ksr.core.errors import ConfigValueError
-from rt4ksr.kernels.skip import skip_weights
 from rt4ksr.models.blocks import SimplifiedNAFBlock
 from rt4ksr.models.layers import LayerNorm2d
 from rt4ksr.models.rtsrn import RTSRN
+from rt4ksr.models.skip import skip_weights
 
 __all__ = ["Launch", "TritonRTSRN", "skip_weights", "supports"]
 

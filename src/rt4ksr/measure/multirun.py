@@ -1,17 +1,18 @@
 """The sweep report: one table and one figure for a multirun (an ablation, a block sweep, an Optuna search).
 
 Each run's final state (``metrics.json``) gives the quality; the speed is measured again here, for every run's
-deploy weights in one process, interleaved (A B C A B C ...), so that the machine's drift and noise fall on all
-of them alike. A design whose median time is within the interquartile range of the fastest design of its group
-shares that design's rank (see ``rank_with_ties``). Points are labelled by the override values that differ
-between runs only, and the quality-speed Pareto front is drawn.
+deploy weights in one process, interleaved (A B C, B C A, ...: ``rt4ksr.core.stats.interleaved``), so that the
+machine's drift and noise fall on all of them alike. A design whose median time is within the interquartile
+range of the fastest design of its group shares that design's rank (see ``rank_with_ties``). Points are
+labelled by the override values that differ between runs only, and the quality-speed Pareto front is drawn.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from rt4ksr.core.config import resolve_device, wandb_offline
 from rt4ksr.core.errors import ConfigValueError, InputNotFoundError
 from rt4ksr.core.extras import require
 from rt4ksr.core.files import write_bytes, write_text
-from rt4ksr.core.scenario import timing_input as scenario_input
-from rt4ksr.core.scenario import uhd_input
+from rt4ksr.core.scenario import timing_size, uhd_input
+from rt4ksr.core.stats import Stats, interleaved
 from rt4ksr.inference.loading import load_file
-from rt4ksr.inference.timing import deployment_setting, measure_ms, timed_copy, timing_input
+from rt4ksr.inference.timing import deployment_setting, measure_for, timed_copy, timing_batch
 from rt4ksr.models.profile import count_macs
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Run:
     metrics: dict[str, Any]
     deploy_path: Path
     label: str = ""
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)  # Stats.to_row() of its re-timing, height and width
     rank: str = ""
 
     @property
@@ -87,48 +88,42 @@ def _is_number(value: str) -> bool:
     return True
 
 
+def retime_size(model: nn.Module, device: torch.device, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The LR (H, W) ``retime`` times ``model`` at: the 4K scenario on CUDA, ``size`` or the CPU stand-in else."""
+    return timing_size(model.scale, device.type, None if device.type == "cuda" else size)
+
+
 @torch.no_grad()
 def retime(models: dict[str, nn.Module], device: torch.device, size: tuple[int, int] | None = None,
-           rounds: int = 20, warmup: int = 2) -> dict[str, dict[str, float]]:
-    """Median, quartiles and spread (interquartile range) in ms of every model, timed in turns: each round times
-    each model once, in a rotating order, so that slow phases of a shared machine hit every model alike. On
-    CUDA: fp16, channels_last, 4K output; on the CPU: fp32 at ``size`` (default: the scenario's CPU stand-in)."""
+           rounds: int = 20, warmup: int = 2) -> dict[str, Stats]:
+    """Every model's ms per frame over ``rounds`` interleaved rounds: each round times each model once, in a
+    rotating order, so that slow phases of a shared machine hit every model alike. On CUDA: fp16,
+    channels_last, 4K output; on the CPU: fp32 at ``retime_size``. A model that fails is left out, logged."""
     if rounds < 1:
         raise ConfigValueError(f"rounds must be at least 1 (each round times every model once), got {rounds}")
     dtype, channels_last = deployment_setting(device)
-    prepared = {}
+    runs = {}
     for name, model in models.items():
         m = timed_copy(model, device, dtype, channels_last)
-        hw = scenario_input(m.scale, device.type, None if device.type == "cuda" else size)
-        x = timing_input(1, hw, device, dtype, channels_last)
-        prepared[name] = (m, x)
-        measure_ms(lambda m=m, x=x: m(x), device, warmup, 0)
-    times: dict[str, list[float]] = {name: [] for name in prepared}
-    names = list(prepared)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            m, x = prepared[name]
-            times[name] += measure_ms(lambda m=m, x=x: m(x), device, 0, 1)
-    out = {}
-    for name, t in times.items():
-        q = statistics.quantiles(t, n=4, method="inclusive") if len(t) > 1 else [t[0]] * 3
-        h, w = prepared[name][1].shape[-2:]
-        out[name] = {"ms": statistics.median(t), "p25": q[0], "p75": q[2], "spread": q[2] - q[0],
-                     "fps": 1000.0 / statistics.median(t), "height": int(h), "width": int(w)}
-    return out
+        runs[name] = functools.partial(m, timing_batch(1, retime_size(m, device, size), device, dtype,
+                                                       channels_last))
+    stats, failed = interleaved(runs, rounds, warmup, measure_for(device))
+    for name, reason in failed.items():
+        log.warning("sweep report: %s not timed (%s)", name, reason)
+    return stats
 
 
-def rank_with_ties(timings: dict[str, dict[str, float]]) -> dict[str, str]:
+def rank_with_ties(timings: Mapping[str, Stats]) -> dict[str, str]:
     """Speed ranks, fastest first. A model whose median exceeds that of the fastest model of the current tie group
-    by at most the larger of their two spreads (interquartile ranges) shares its rank (written ``2=``): the
-    measurement cannot order them. Each model is compared with the group's first, so ties do not chain: A ~ B
-    and B ~ C leave C on its own rank when C is clearly slower than A."""
-    order = sorted(timings, key=lambda n: timings[n]["ms"])
+    by at most the larger of their two inter-quartile ranges shares its rank (written ``2=``): the measurement
+    cannot order them. Each model is compared with the group's first, so ties do not chain: A ~ B and B ~ C
+    leave C on its own rank when C is clearly slower than A."""
+    order = sorted(timings, key=lambda n: timings[n].median)
     ranks: dict[str, str] = {}
     first = ""  # the fastest model of the current tie group
     for i, name in enumerate(order):
         t, f = timings[name], timings.get(first)
-        if f is not None and t["ms"] - f["ms"] <= max(t["spread"], f["spread"]):
+        if f is not None and t.median - f.median <= max(t.iqr, f.iqr):
             ranks[first] = ranks[name] = ranks[first].rstrip("=") + "="
         else:
             first, ranks[name] = name, str(i + 1)
@@ -156,7 +151,7 @@ def markdown(runs: list[Run], device: str) -> str:
             b = m.get("test_sets", {}).get(s, {})
             cells.append(f"{_fmt(b.get('psnr_y'), '.3f')} / {_fmt(b.get('ssim_y'), '.4f')}")
         cells += [_fmt(r.psnr, ".3f"),
-                  f"{_fmt(t.get('ms'), '.2f')} ({_fmt(t.get('p25'), '.2f')}-{_fmt(t.get('p75'), '.2f')})",
+                  f"{_fmt(t.get('ms'), '.2f')} ({_fmt(t.get('p25_ms'), '.2f')}-{_fmt(t.get('p75_ms'), '.2f')})",
                   _fmt(t.get("fps"), ".1f"), r.rank or "-", _fmt(m.get("global_step"), ","),
                   (m.get("health") or {}).get("status", "-")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -168,7 +163,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def plot(runs: list[Run], path: Path, device: str, title: str) -> None:
-    """Mean Y-PSNR against FPS, labelled points, the Pareto front, spread bars; written atomically as PNG."""
+    """Mean Y-PSNR against FPS, labelled points, the Pareto front, IQR bars; written atomically as PNG."""
     import io
 
     matplotlib = require("matplotlib", "sweep", "the sweep report's figure")
@@ -179,8 +174,8 @@ def plot(runs: list[Run], path: Path, device: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=130)
     if pts:
         xs, ys = [r.timing["fps"] for r in pts], [r.psnr for r in pts]
-        lo = [r.timing["fps"] - 1000.0 / r.timing["p75"] for r in pts]  # FPS range from the time quartiles
-        hi = [1000.0 / r.timing["p25"] - r.timing["fps"] for r in pts]
+        lo = [r.timing["fps"] - 1000.0 / r.timing["p75_ms"] for r in pts]  # FPS range from the time quartiles
+        hi = [1000.0 / r.timing["p25_ms"] - r.timing["fps"] for r in pts]
         ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", ms=6, capsize=3, color="tab:blue", ecolor="0.6",
                     label="run (bar: FPS interquartile range)")
         front = sorted(pareto_front(list(zip(xs, ys, strict=True))), key=lambda i: xs[i])
@@ -219,7 +214,9 @@ def write_report(multirun_dir: str | Path, out: str | Path | None = None, device
     timings = retime(models, dev, rounds=rounds)
     ranks = rank_with_ties(timings)
     for r in runs:
-        r.timing, r.rank = timings[r.name], ranks[r.name]
+        if r.name in timings:
+            h, w = retime_size(models[r.name], dev)
+            r.timing, r.rank = {**timings[r.name].to_row(), "height": h, "width": w}, ranks[r.name]
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU fp32, {torch.get_num_threads()} threads"
     out = Path(out) if out else multirun_dir
     md, png = out / "report.md", out / "report.png"
@@ -239,8 +236,8 @@ def _log_wandb(runs: list[Run], png: Path, group: str, folder: Path) -> None:
     import wandb
 
     columns = ["run", "label", "mean_psnr", "ms", "fps", "speed_rank", "params_deploy"]
-    table = wandb.Table(columns=columns, data=[[r.name, r.label, r.psnr, r.timing["ms"], r.timing["fps"], r.rank,
-                                                r.metrics.get("params_deploy")] for r in runs])
+    table = wandb.Table(columns=columns, data=[[r.name, r.label, r.psnr, r.timing.get("ms"), r.timing.get("fps"),
+                                                r.rank, r.metrics.get("params_deploy")] for r in runs])
     run = wandb.init(project="rt4ksr", group=group, job_type="report", name=f"{group}-report", dir=str(folder),
                      mode="offline" if wandb_offline() else "online", reinit=True)
     run.log({"report/table": table, "report/figure": wandb.Image(str(png))})

@@ -4,15 +4,17 @@ batch on each device, and how far each downscaler lands from the benchmark's MAT
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
+from rt4ksr.core.stats import timed
 from rt4ksr.data.datamodule import SRDataModule
 from rt4ksr.data.degradation import KorniaBicubic, MatlabBicubic, mod_crop
 from rt4ksr.data.testsets import TestSet
-from rt4ksr.inference.timing import measure_ms, summarize_ms
+from rt4ksr.inference.timing import measure_for
 from rt4ksr.quality.measures import psnr
 
 
@@ -34,10 +36,10 @@ def loader_crops_per_s(dm: SRDataModule, packed: bool, crops: int, batch_size: i
     return n / (time.perf_counter() - t0)
 
 
-def time_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> tuple[float, float]:
-    """Median and spread (max - min) in ms."""
-    s = summarize_ms(measure_ms(fn, device, warmup, repeats))
-    return s["ms"], s["spread_ms"]
+def time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Median and spread (the inter-quartile range) in ms of ``repeats`` calls of ``fn`` on ``device``."""
+    s = timed(fn, repeats, warmup, measure_for(device))
+    return s.median, s.iqr
 
 
 def degradation_fidelity(testsets_dir: str, names: list[str], scale: int) -> dict[str, float]:

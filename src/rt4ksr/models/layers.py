@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import kornia
 import torch
 from torch import Tensor, nn
 
@@ -96,4 +95,8 @@ class HighPass(nn.Module):
     """x minus its 5x5, sigma-1 Gaussian blur (reflect borders): the paper's notion of high frequency."""
 
     def forward(self, x: Tensor) -> Tensor:
+        # imported here: only training and forget-gated models reach this, and kornia costs inference commands
+        # a sixth of a second at startup (tests/test_startup.py)
+        import kornia
+
         return x - kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0), border_type="reflect")

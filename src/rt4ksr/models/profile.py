@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from rt4ksr.core.scenario import uhd_input
 from rt4ksr.models.layers import ECA, SimplifiedChannelAttention
@@ -18,6 +17,9 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
     """Multiply-accumulates of one forward pass (convolutions and matmuls), counted on the meta device."""
+    # imported here: torch.utils.flop_counter imports triton, a tenth of a second the inference commands skip
+    from torch.utils.flop_counter import FlopCounterMode
+
     meta = _to_meta(model)
     x = torch.empty(1, 3, *size, device="meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():

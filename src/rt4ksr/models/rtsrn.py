@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from rt4ksr.models.blocks import ExpandResConv, SimplifiedNAFBlock
 from rt4ksr.models.layers import HighPass, LayerNorm2d, make_activation
 from rt4ksr.models.reparam import deploy_
+from rt4ksr.models.skip import skip_conv, skip_kernel
 
 TYPES = ("base", "rep")
 SKIPS = ("none", "nearest", "bicubic")
@@ -88,6 +89,9 @@ class RTSRN(nn.Module):
         if global_skip != "none":  # start exactly at the interpolated input; the network learns the residual
             nn.init.zeros_(self.upsample[0].weight)
             nn.init.zeros_(self.upsample[0].bias)
+            # what exported graphs run for the skip (a constant, not part of the weights)
+            self.register_buffer("skip_kernel", skip_kernel(global_skip, scale, downscaling, num_channels).float(),
+                                 persistent=False)
         if not is_train:
             self._to_deploy_()
 
@@ -104,7 +108,9 @@ class RTSRN(nn.Module):
             hf = self.hfb(self.head(self.down(self.highpass(x))))
             feats = self.gamma * feats + hf
         out = self.upsample(self.tail(feats))
-        if self.global_skip != "none":  # the network learns a residual over an interpolated input
+        if self.global_skip != "none" and torch.jit.is_tracing():  # exported graphs: the skip as a convolution
+            out = out + skip_conv(x, self.skip_kernel, self.scale, self.multiple)
+        elif self.global_skip != "none":  # the network learns a residual over an interpolated input
             out = out + F.interpolate(x, scale_factor=self.scale, mode=self.global_skip,
                                       **({"align_corners": False} if self.global_skip == "bicubic" else {}))
         return out[..., : h * self.scale, : w * self.scale]

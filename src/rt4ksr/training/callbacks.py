@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from rt4ksr.core.scenario import timing_input
+from rt4ksr.core.scenario import timing_size
 from rt4ksr.data.degradation import imresize
 from rt4ksr.inference.evaluate import evaluate
 from rt4ksr.inference.timing import time_inference
@@ -57,7 +57,7 @@ class DeployTiming(Callback):
         if not self.time_inference or deploy is None or trainer.sanity_checking or not trainer.is_global_zero:
             return None
         device = pl_module.device
-        size = timing_input(pl_module.scale, device.type, self.cpu_size if device.type != "cuda" else None)
+        size = timing_size(pl_module.scale, device.type, self.cpu_size if device.type != "cuda" else None)
         cuda = device.type == "cuda"
         timing = time_inference(deploy, size, device, warmup=self.cuda_warmup if cuda else 1,
                                 repeats=self.cuda_repeats if cuda else self.cpu_repeats)

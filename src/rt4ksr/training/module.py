@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from rt4ksr.core import threads
 from rt4ksr.core.errors import UserError
 from rt4ksr.models import reparameterize
 from rt4ksr.models.checkpoint import CONFIG_KEY, config_tensor
@@ -121,6 +122,9 @@ class SRModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.check_finite()
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        threads.follow_load()  # on a CPU: as many threads as are free (other jobs, this run's data workers)
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.net)
@@ -170,6 +174,7 @@ class SRModule(L.LightningModule):
         self._start("val")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        threads.follow_load()
         self._measure("val", batch)
 
     def on_validation_epoch_end(self) -> None:

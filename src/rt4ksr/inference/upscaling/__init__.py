@@ -8,15 +8,17 @@ attachments and chapters are copied where the container holds them, and what it 
 that ends before its container says is refused. Every output is written atomically, so an interrupted run
 never leaves a truncated file under its name.
 
-One module per job: ``options`` (what is written and where, checked up front), ``pictures`` (one image),
-``streams`` (a video's streams in the output container), ``video`` (the threaded transcoder) and ``paths``
-(a folder, an image or a video, and the run's outcome).
+One module per job: ``options`` (how the model runs, what is written and where, checked up front), ``build``
+(the ``Upscaler`` those options describe), ``pictures`` (one image), ``streams`` (a video's streams in the
+output container), ``video`` (the threaded transcoder) and ``paths`` (a folder, an image or a video, and the
+run's outcome).
 """
 
-from rt4ksr.inference.upscaling.options import VIDEO_EXTENSIONS, OutputOptions, check_paths
+from rt4ksr.inference.upscaling.build import build_upscaler
+from rt4ksr.inference.upscaling.options import VIDEO_EXTENSIONS, OutputOptions, UpscaleOptions, check_paths
 from rt4ksr.inference.upscaling.paths import Outcome, upscale_folder, upscale_path
 from rt4ksr.inference.upscaling.pictures import upscale_image, upscale_picture
 from rt4ksr.inference.upscaling.video import DamagedVideoError, upscale_video
 
-__all__ = ["VIDEO_EXTENSIONS", "DamagedVideoError", "Outcome", "OutputOptions", "check_paths", "upscale_folder",
-           "upscale_image", "upscale_path", "upscale_picture", "upscale_video"]
+__all__ = ["VIDEO_EXTENSIONS", "DamagedVideoError", "Outcome", "OutputOptions", "UpscaleOptions", "build_upscaler",
+           "check_paths", "upscale_folder", "upscale_image", "upscale_path", "upscale_picture", "upscale_video"]

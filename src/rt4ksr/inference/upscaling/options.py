@@ -1,16 +1,26 @@
-"""What an upscale run writes and where: the output options (checked before a model loads), the output names, and
-the checks of the input and output paths."""
+"""What an upscale run does, writes and where: its options (how the model runs, ``UpscaleOptions``, and what is
+written, ``OutputOptions``; both checked before a model loads), the output names, and the checks of the input and
+output paths."""
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rt4ksr.core.config import bool_option, int_option, number_option
+import torch
+
+from rt4ksr.core.config import bool_option, int_option, number_option, resolve_device
 from rt4ksr.core.errors import ConfigValueError, InputNotFoundError, UnsupportedInputError
 from rt4ksr.core.files import check_writable
 from rt4ksr.data.io import IMAGE_EXTENSIONS
+from rt4ksr.inference.upscaler import check_backend, check_tiling
+from rt4ksr.kernels.network import kernel_options as checked_kernel_options
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts")
 
@@ -75,6 +85,52 @@ class OutputOptions:
         high = CRF_MAX.get(codec, 63)
         if self.crf > high:
             raise ConfigValueError(f"crf must be from 0 to {high} for {suffix} videos ({codec}), got {self.crf}")
+
+
+@dataclass
+class UpscaleOptions:
+    """Every option of an upscale run, checked (type and range) when made, before a model is loaded: how the model
+    runs (``device``, ``half``, ``compile``, ``kernels`` and ``kernel_options``, ``backend``, ``tile`` and
+    ``tile_pad``, see ``Upscaler``), ``batch_size`` (video frames per forward pass), ``progress`` and the
+    ``output`` options. ``device`` becomes a ``torch.device`` (``auto``: CUDA when present); ``half=true`` on the
+    CPU becomes false, with a warning, since the CPU runs fp32. ``from_config`` reads them from the command's
+    config; ``rt4ksr.inference.upscaling.build_upscaler`` makes the ``Upscaler`` they describe."""
+
+    output: OutputOptions = field(default_factory=OutputOptions)
+    device: torch.device | str = "auto"
+    half: bool | None = None
+    compile: bool = False
+    kernels: bool = False
+    kernel_options: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "auto"
+    tile: int | None = None
+    tile_pad: int = 16
+    batch_size: int = 4
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.tile, self.tile_pad = check_tiling(self.tile, self.tile_pad)
+        self.batch_size = int_option("batch_size", self.batch_size, 1)
+        self.half = bool_option("half", self.half, none=True)
+        self.compile = bool_option("compile", self.compile)
+        self.kernels = bool_option("kernels", self.kernels)
+        self.progress = bool_option("progress", self.progress)
+        self.backend = check_backend(self.backend)
+        self.kernel_options = checked_kernel_options(self.kernel_options)
+        self.device = resolve_device(str(self.device) if isinstance(self.device, torch.device) else self.device)
+        if self.half and self.device.type == "cpu":
+            log.warning("half=true applies on CUDA: the CPU runs fp32 (fp16 there is slower and less exact)")
+            self.half = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> UpscaleOptions:
+        """The options of ``rt4ksr upscale``'s config (or any mapping with its keys), checked: the one place the
+        command's run options are read."""
+        output = OutputOptions(outscale=cfg["outscale"], suffix=cfg["suffix"], ext=cfg["ext"], alpha=cfg["alpha"],
+                               overwrite=cfg["overwrite"], quality=cfg["quality"], crf=cfg["crf"])
+        return cls(output=output, device=cfg["device"], half=cfg["half"], compile=cfg["compile"],
+                   kernels=cfg["kernels"], kernel_options=cfg["kernel_options"], backend=cfg["backend"],
+                   tile=cfg["tile"], tile_pad=cfg["tile_pad"], batch_size=cfg["batch_size"], progress=cfg["progress"])
 
 
 def image_name(src: Path, opts: OutputOptions) -> str:

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from rt4ksr.core import threads
 from rt4ksr.core.errors import UnsupportedInputError
 from rt4ksr.inference.upscaling.options import DEFAULT_CODECS, VIDEO_CODECS, OutputOptions
 
@@ -187,6 +188,7 @@ def map_streams(av: Any, inp: Any, vin: Any, out: Any, src: Path, dst: Path, siz
     vout.width, vout.height = w + w % 2, h + h % 2
     vout.pix_fmt = pix_fmt
     vout.options = video_options(codec, opts.crf)
+    vout.thread_count = threads.threads()  # the thread policy's count (FFmpeg's default: 1.5x the cores)
     vout.thread_type = "AUTO"  # frame threads, FFmpeg's default (PyAV's is slice threads: x264 then trades
     # throughput for latency and scales worse with cores, while a video file wants throughput)
     if codec == "libx265" and out.format.name in ("mp4", "mov", "ipod"):
