@@ -44,6 +44,7 @@ import numpy as np
 from rt4ksr.core.stats import Stats
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTLE_S = 2.0
 BURNER = "import time\nt = time.time() + {s}\nwhile time.time() < t:\n    pass\n"
 
 
@@ -92,6 +93,11 @@ def _json_ms(work: Path, wall: float) -> float:
     return float(rows[0]["ms"])
 
 
+def _json_threads(work: Path) -> dict[str, Any] | None:
+    f = work / "bench.json"
+    return json.loads(f.read_text()).get("threads") if f.is_file() else None
+
+
 def _wall(work: Path, wall: float) -> float:
     return wall
 
@@ -128,6 +134,7 @@ def run_once(path: Path_, threads: str, load: str, env: dict[str, str], seconds_
     twin = Path(tempfile.mkdtemp(prefix=f"busy-{path.name}-copy-")) if load == "copy" else None
     arg = f"threads={threads}"
     burners: list[subprocess.Popen] = []
+    time.sleep(SETTLE_S)  # the previous measurement's processes are gone and the machine is quiet again
     try:
         if load == "burner":
             code = BURNER.format(s=max(30.0, 4 * seconds_hint + 30))
@@ -146,7 +153,8 @@ def run_once(path: Path_, threads: str, load: str, env: dict[str, str], seconds_
         if done.returncode != 0:
             raise RuntimeError(f"{path.name} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
         said = [line for line in done.stderr.splitlines() if line.startswith("threads:")]
-        return {"figure": path.read(work, wall), "wall_s": wall, "threads_line": said[0] if said else None}
+        return {"figure": path.read(work, wall), "wall_s": wall, "threads_line": said[0] if said else None,
+                "threads_end": _json_threads(work)}
     finally:
         for b in burners:
             b.kill()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -64,15 +65,6 @@ def test_auto_takes_the_free_cores_without_flapping(cores, current, others, expe
     assert _policy(cores, current).target(others) == expected
 
 
-def test_a_sleeping_pool_takes_every_core_when_all_are_wanted():
-    p = _policy(2, 1)
-    p.passive = True
-    assert p.target(1.3, runnable=2.0) == 2  # two busy processes: one thread would get a third of a core
-    assert p.target(1.0, runnable=1.0) == 1  # one other process: the free core
-    p.passive = False
-    assert p.target(1.3, runnable=2.0) == 1  # a spinning pool keeps to the free cores
-
-
 def test_a_fixed_count_never_moves():
     p = threads.ThreadPolicy(cores=2, fixed=3, source="threads=", before_torch=True, current=3)
     assert p.target(2.0) == 3 and p.target(0.0) == 3
@@ -93,6 +85,7 @@ def test_follow_load_resizes_torch_and_keeps_a_fixed_count(monkeypatch):
     before = torch.get_num_threads()
     p = _policy(2, 2)
     monkeypatch.setattr(threads, "_policy", p)
+    monkeypatch.setattr(threads, "SMOOTH_S", 1e-9)  # no smoothing: each reading counts in full
     monkeypatch.setattr(p.meter, "others", lambda: 1.0)
     try:
         assert threads.follow_load(force=True) == 1 and torch.get_num_threads() == 1
@@ -101,6 +94,25 @@ def test_follow_load_resizes_torch_and_keeps_a_fixed_count(monkeypatch):
         assert threads.follow_load(force=True) == 2 and torch.get_num_threads() == 2
         p.fixed, p.current = 1, 1
         assert threads.follow_load(force=True) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_short_burst_moves_nothing_and_a_held_count_stays(monkeypatch):
+    before = torch.get_num_threads()
+    p = _policy(2, 2)
+    p.others = 0.0
+    monkeypatch.setattr(threads, "_policy", p)
+    readings = iter([1.0, 0.0, 0.0])
+    monkeypatch.setattr(p.meter, "others", lambda: next(readings))
+    try:
+        p._checked = time.monotonic() - 0.5
+        assert threads.follow_load(force=True) == 2  # half a second of one busy core: smoothed below half
+        threads.hold()
+        assert p.held and "held" in p.describe()
+        monkeypatch.setattr(p.meter, "others", lambda: 2.0)
+        p._checked = time.monotonic() - 10
+        assert threads.follow_load(force=True) == 2 and p.changes == 0
     finally:
         torch.set_num_threads(before)
 

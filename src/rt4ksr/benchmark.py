@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rt4ksr.command import hydra_command
+from rt4ksr.core import threads
 from rt4ksr.core.config import resolve_device
 from rt4ksr.core.files import write_json
 from rt4ksr.core.scenario import timing_size
@@ -32,7 +33,7 @@ def main(cfg: DictConfig) -> None:
                      options)
     print(format_rows(rows))
     report: dict[str, Any] = {"scale": scale, "rows": rows,
-                              "kernel_options": options}
+                              "kernel_options": options, "threads": threads.summary()}
     skipped = fp16_check_skipped(cfg)
     if skipped:
         report["fp16_check"] = {"skipped": skipped}

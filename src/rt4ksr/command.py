@@ -55,7 +55,10 @@ def hydra_command(config_name: str, flags: Iterable[str] = (), sigterm: bool = T
             nonlocal started
             started = True
             threads.configure(cfg.get("threads"), announce=say_threads)  # one policy for every command
-            return fn(cfg)
+            try:
+                return fn(cfg)
+            finally:
+                threads.release()  # a command run inside another program leaves its torch settings as they were
 
         app = hydra.main(version_base="1.3", config_path=CONFIG_DIR,
                          config_name=config_name)(user_command(task, sigterm=sigterm))

@@ -4,23 +4,20 @@ workers use, chosen before torch or OpenMP start their pools and kept in step wi
 Why: torch's intra-op threads (OpenMP) spin while they wait for their siblings. On an idle machine that is the
 fastest way to run a network of many small layers; beside another CPU job it is the slowest, because a thread
 that spins waiting for a descheduled sibling burns the time slice its sibling needs (a 2-core machine measured
-a 37x slowdown beside a training run). Sleeping instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) fixes the
-busy case but costs about half the speed when idle. OpenMP reads its wait policy once, when torch loads it, so:
+a 37x slowdown beside a training run). Sleeping instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) costs about
+half the speed when idle, and measured no better beside a CPU-bound load. So the policy keeps OpenMP's wait and
+never runs more threads than there are free cores:
 
-- ``threads=auto`` (the default):
-  - the wait policy is chosen at start: spin when the machine is idle (the kernel's count of runnable tasks,
-    sampled for 20 ms before torch is imported), sleep (``PASSIVE``) when other processes are running;
-  - the thread count follows the load: the cores this process may use less the cores other processes keep
-    busy, read from ``/proc/stat`` minus this process's own CPU time, first over the command's own start-up
-    (no waiting), then every half second while it runs (``follow_load``), so a job that starts or ends beside a
-    long run moves it within a second. Sleeping threads waste nothing while they wait, so where other
-    processes fill every core, a sleeping pool keeps all its threads: the scheduler shares the cores by
-    runnable thread, and one thread would get a third of a core beside two busy processes.
-- ``threads=N`` (or ``RT4KSR_THREADS=N``, or ``OMP_NUM_THREADS=N`` set by the user): exactly N, never changed,
-  and OpenMP's own wait policy (``OMP_WAIT_POLICY`` where the user sets it).
+- ``threads=auto`` (the default): the cores this process may use, less the cores that other processes keep
+  busy, read from ``/proc/stat`` minus this process's own CPU time: first over the command's own start-up (no
+  waiting), then every half second while it runs (``follow_load``, smoothed over 1.5 s so that a burst of the run's
+  own data workers moves nothing), so a job that starts or ends beside a long run moves the count within two
+  seconds. A seeded step-budget training run holds its start count (``hold``): its weights depend on it.
+  Pools that do not spin keep every core they are allowed (OpenVINO).
+- ``threads=N`` (or ``RT4KSR_THREADS=N``, or ``OMP_NUM_THREADS=N`` set by the user): exactly N, never changed.
 
 Everything that starts threads asks here: torch (intra-op; inter-op is 1, nothing uses it), ONNX Runtime
-sessions (intra-op, never spinning), PyAV's decoders and encoders and OpenCV; DataLoader
+sessions (intra-op, never spinning), PyAV's video encoder and OpenCV; DataLoader
 workers run one thread each (torch sets it in every worker). Nothing here imports torch at module level:
 ``prepare_process`` runs before torch is imported.
 """
@@ -28,6 +25,7 @@ workers run one thread each (torch sets it in every worker). Nothing here import
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -41,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ENV = "RT4KSR_THREADS"
 CHECK_EVERY_S = 0.5  # how often a running command re-reads the load
+SMOOTH_S = 1.5  # the time constant of the load it follows: a sustained change moves the count in about 1.5 s
 # the OpenMP / BLAS pools that read a thread count from the environment when they start
 POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -111,39 +110,6 @@ def _cpu_busy_seconds(cpus: set[int]) -> float | None:
     return busy / hz
 
 
-def _own_running() -> int:
-    """This process's threads that are running or runnable now (at least the caller)."""
-    n = 0
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    n += f.read().rpartition(")")[2].split()[0] == "R"
-            except OSError:
-                pass
-    except OSError:
-        return 1
-    return max(1, n)
-
-
-def runnable_others(samples: int = 10, interval_s: float = 0.002) -> float | None:
-    """Other runnable tasks on the machine now: the mean over ``samples`` readings of the kernel's
-    ``procs_running`` less this process's own running threads; None where there is no ``/proc/stat``."""
-    counts = []
-    for i in range(samples):
-        try:
-            with open("/proc/stat") as f:
-                for line in f:
-                    if line.startswith("procs_running"):
-                        counts.append(int(line.split()[1]) - _own_running())
-                        break
-        except OSError:
-            return None
-        if i + 1 < samples:
-            time.sleep(interval_s)
-    return max(0.0, sum(counts) / len(counts)) if counts else None
-
-
 def _own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -189,11 +155,14 @@ class ThreadPolicy:
     fixed: int | None
     source: str
     before_torch: bool
-    passive: bool = False  # OpenMP's threads sleep while they wait (chosen at start: the machine was busy)
     meter: LoadMeter = field(default_factory=LoadMeter)
     current: int = 0
     others: float | None = None
+    changes: int = 0  # how often the count moved while the command ran
+    held: bool = False  # auto's start count, kept for the whole run (a reproducible training run)
+    prepared: bool = False  # made by ``prepare_process``: this process is a command
     announce: bool = False  # say the choice when the CPU first runs the model (not before a one-line error)
+    start_threads: int = 0  # torch's count before the policy set its own
     _checked: float = 0.0
 
     @property
@@ -201,16 +170,13 @@ class ThreadPolicy:
         """The most threads this run may use."""
         return self.fixed if self.fixed is not None else self.cores
 
-    def target(self, others: float | None, runnable: float | None = None) -> int:
-        """Threads for a load of ``others`` busy cores (``runnable``: other tasks that want a core now): the free
-        cores, with a margin against flapping (shrink once half a core is taken, grow back once three quarters
-        of one are free). A sleeping pool takes every core where other tasks want them all."""
+    def target(self, others: float | None) -> int:
+        """Threads for a load of ``others`` busy cores: the free cores, with a margin against flapping (shrink
+        once half a core is taken, grow back once three quarters of one are free)."""
         if self.fixed is not None:
             return self.fixed
         if others is None:
             return self.current or self.cores
-        if self.passive and runnable is not None and runnable >= self.cores - 0.5:
-            return self.cores  # every core wanted: sleeping threads claim a fair share without spinning
         free = self.cores - others
         current = self.current or self.cores
         if free <= current - 0.5 or free >= current + 0.75:
@@ -218,12 +184,14 @@ class ThreadPolicy:
         return current
 
     def describe(self) -> str:
+        if self.held:
+            return (f"threads: {self.current} of {self.cores} cores (auto at the start, then held: a seeded "
+                    "step-budget run gives the same weights only on one thread count; threads=N fixes it)")
         if self.fixed is not None:
             where = {"threads=": "threads=", ENV: ENV, "OMP_NUM_THREADS": "OMP_NUM_THREADS"}[self.source]
             return f"threads: {self.fixed} ({where}; this machine has {self.cores} usable cores)"
         load = "" if self.others is None else f", other processes use {self.others:.1f}"
-        wait = ", threads sleep while they wait" if self.passive else ""
-        return (f"threads: {self.current} of {self.cores} cores (auto{load}{wait}; followed while it runs; "
+        return (f"threads: {self.current} of {self.cores} cores (auto{load}; followed while it runs; "
                 f"threads=N fixes it)")
 
 
@@ -247,13 +215,7 @@ def prepare_process(argv: Sequence[str] | None = None, environ: dict[str, str] |
     for var in POOL_VARIABLES:
         if source != "OMP_NUM_THREADS" or var != "OMP_NUM_THREADS":
             environ[var] = str(limit)
-    passive = False
-    if fixed is None and before and "OMP_WAIT_POLICY" not in environ:
-        others = runnable_others()
-        passive = others is not None and others >= 0.5
-        if passive:
-            environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    _policy = ThreadPolicy(cores=cores, fixed=fixed, source=source, before_torch=before, passive=passive)
+    _policy = ThreadPolicy(cores=cores, fixed=fixed, source=source, before_torch=before, prepared=True)
     _policy.meter.start()
     return _policy
 
@@ -268,7 +230,8 @@ def configure(value: object = None, announce: bool = True) -> ThreadPolicy:
     import torch
 
     if _policy is None:  # a command run from Python (tests, notebooks): torch is loaded already
-        _policy = ThreadPolicy(cores=usable_cores(), fixed=None, source="auto", before_torch=False)
+        _policy = ThreadPolicy(cores=usable_cores(), fixed=None, source="auto", before_torch=False,
+                               start_threads=torch.get_num_threads())
         _policy.meter.start()
     if value is not None:
         fixed = parse_threads(value, "threads")
@@ -282,7 +245,7 @@ def configure(value: object = None, announce: bool = True) -> ThreadPolicy:
         _policy.current = _policy.fixed
     else:
         _policy.others = _policy.meter.others()
-        _policy.current = _policy.target(_policy.others, _runnable(_policy))
+        _policy.current = _policy.target(_policy.others)
     _policy._checked = time.monotonic()
     torch.set_num_threads(_policy.current)
     if torch.get_num_interop_threads() != 1:
@@ -310,11 +273,6 @@ def _opencv_threads(n: int) -> None:
         pass
 
 
-def _runnable(p: ThreadPolicy) -> float | None:
-    """Other runnable tasks, for a sleeping pool only (a spinning one keeps to the free cores)."""
-    return runnable_others(samples=5, interval_s=0.0002) if p.passive else None
-
-
 def _say(p: ThreadPolicy) -> None:
     """The choice, once, on stderr (stdout may carry a command's table or JSON)."""
     if p.announce:
@@ -338,6 +296,46 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
+def hold() -> None:
+    """Keep auto's current count for the rest of the run: the float sums of a training step depend on the
+    thread count, so a run that promises the same weights for the same seed must not follow the load."""
+    p = _policy
+    if p is not None and p.fixed is None and p.current:
+        p.fixed, p.held = p.current, True
+
+
+def release() -> None:
+    """Forget a policy that a command configured inside another program (tests, notebooks), restoring torch's
+    count: the next command, or the caller's own torch code, starts from torch's settings again."""
+    global _policy
+    p = _policy
+    if p is not None and not p.prepared:
+        import torch
+
+        _policy = None
+        if p.start_threads:
+            torch.set_num_threads(p.start_threads)
+
+
+def summary() -> dict[str, Any]:
+    """What the policy did, for a command's report: the setting, the cores, the count now and its changes."""
+    p = _policy
+    if p is None:
+        return {"setting": "none"}
+    return {"setting": p.fixed if p.fixed is not None else "auto", "source": p.source, "cores": p.cores,
+            "threads": p.current, "changes": p.changes, "held": p.held, "others_last": p.others}
+
+
+def limit() -> int:
+    """The most threads the policy allows (a fixed count, or the usable cores); torch's count without one."""
+    if _policy is not None:
+        _say(_policy)
+        return _policy.limit
+    import torch
+
+    return torch.get_num_threads()
+
+
 def follow_load(force: bool = False) -> int:
     """Re-read the load at most every ``CHECK_EVERY_S`` and resize torch's pool to the free cores; returns the
     thread count. Cheap (a clock read) between checks: call it once per frame, tile, batch or step. A no-op
@@ -351,14 +349,17 @@ def follow_load(force: bool = False) -> int:
     now = time.monotonic()
     if not force and now - p._checked < CHECK_EVERY_S:
         return p.current
-    p._checked = now
-    p.others = p.meter.others()
-    n = p.target(p.others, _runnable(p))
+    window, p._checked = now - p._checked, now
+    others = p.meter.others()
+    if others is not None and p.others is not None:  # smoothed: a burst of half a second (the run's own data
+        others = p.others + (1 - math.exp(-window / SMOOTH_S)) * (others - p.others)  # workers) moves nothing
+    p.others = others
+    n = p.target(p.others)
     if n != p.current:
         import torch
 
         log.debug("threads: %d -> %d (other processes use %.1f cores)", p.current, n, p.others or 0.0)
-        p.current = n
+        p.current, p.changes = n, p.changes + 1
         torch.set_num_threads(n)
         _opencv_threads(n)
     return n

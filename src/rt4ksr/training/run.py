@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from rt4ksr.core import threads
 from rt4ksr.core.errors import ConfigValueError, Stopped
 from rt4ksr.core.files import torch_save, write_json, write_text
 from rt4ksr.inference.evaluate import format_table
@@ -182,6 +183,7 @@ def finish(cfg: DictConfig, trainer: L.Trainer, module: SRModule, datamodule: An
         "train_seconds": round(train_seconds, 1),
         "resumed_from": hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
         "reproducible": _reproducible(cfg, trainer),
+        "threads": threads.summary(),  # the CPU thread policy: its setting and how often the count moved
     }
     write_json(out_dir / "metrics.json", metrics)
     _wandb_summary(trainer, metrics, summary)
@@ -362,6 +364,8 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None and not cfg.trainer.get("max_time"):
+        threads.hold()  # a seeded step-budget run gives the same weights only on one thread count
     module = build_module(cfg)
     callbacks = [*_instantiate_all(cfg.get("callbacks")), RunProgress(), stop]
     loggers = _instantiate_all(cfg.get("logger"))

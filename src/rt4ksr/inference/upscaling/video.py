@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rt4ksr.core import threads
 from rt4ksr.core.errors import UnsupportedInputError, UserError
 from rt4ksr.core.extras import require
 from rt4ksr.core.files import atomic_path
@@ -129,7 +128,6 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, batch_size: int = 4, opts:
             raise UnsupportedInputError(f"{src} has no video stream")
         vin = main_video(av, inp)
         vin.thread_type = "AUTO"
-        vin.thread_count = threads.threads()  # the thread policy's count: the model runs beside the codecs
         try:
             vin.codec_context  # noqa: B018 - raises for an unknown codec
         except Exception as e:  # pragma: no cover - depends on the FFmpeg build
