@@ -188,8 +188,7 @@ class ThreadPolicy:
             return (f"threads: {self.current} of {self.cores} cores (auto at the start, then held: a seeded "
                     "step-budget run gives the same weights only on one thread count; threads=N fixes it)")
         if self.fixed is not None:
-            where = {"threads=": "threads=", ENV: ENV, "OMP_NUM_THREADS": "OMP_NUM_THREADS"}[self.source]
-            return f"threads: {self.fixed} ({where}; this machine has {self.cores} usable cores)"
+            return f"threads: {self.fixed} ({self.source}; this machine has {self.cores} usable cores)"
         load = "" if self.others is None else f", other processes use {self.others:.1f}"
         return (f"threads: {self.current} of {self.cores} cores (auto{load}; followed while it runs; "
                 f"threads=N fixes it)")
