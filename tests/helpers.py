@@ -6,11 +6,15 @@ Tests read RT4KSR_DATA_DIR (default ../shared/data beside the repo) and RT4KSR_C
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import math
 import os
 import subprocess
 import sys
 import tempfile
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +133,44 @@ class CrashAt(L.pytorch.callbacks.Callback):
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_step >= self.step:
             raise RuntimeError("simulated crash")
+
+
+@contextlib.contextmanager
+def torchvision_stand_in() -> Iterator[None]:
+    """spandrel imports torchvision when it is imported, for two architectures that rt4ksr never meets: LaMa
+    (``InterpolationMode``, ``rotate``) and RestoreFormer (``normalize``). Where no torchvision that matches the
+    installed torch can be imported (a CPU-only test machine), a stand-in providing exactly those three names lets
+    spandrel import. It leaves ``sys.modules`` right after, so no other test (or library probing for torchvision)
+    sees it; its functions raise if anything ever calls them."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # absent, or built for another torch (which fails while registering its operators)
+        pass
+    else:
+        yield
+        return
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("torchvision stand-in of tests/helpers.py: install torchvision")
+
+    class InterpolationMode(enum.Enum):
+        NEAREST = "nearest"
+        BILINEAR = "bilinear"
+        BICUBIC = "bicubic"
+
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+    stand_in = {name: types.ModuleType(name) for name in names}
+    functional = stand_in["torchvision.transforms.functional"]
+    functional.InterpolationMode, functional.rotate, functional.normalize = InterpolationMode, unavailable, unavailable
+    stand_in["torchvision"].transforms = stand_in["torchvision.transforms"]
+    stand_in["torchvision.transforms"].functional = functional
+    saved = {name: sys.modules.get(name) for name in names}  # half-imported torchvision modules, if any
+    sys.modules.update(stand_in)
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

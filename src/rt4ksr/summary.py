@@ -20,21 +20,31 @@ def main(cfg: DictConfig) -> None:
     if cfg.weights is None and cfg.ckpt_path is None:
         model = instantiate(cfg.model)
         s = summarize(model, cfg.seed)
-        block = cfg.model.baseblock._target_
-        print(f"model: {cfg.model._target_} x{s['scale']} (block {block.rsplit('.', 1)[-1]})")
+        print(f"model: {_describe(model)} x{s['scale']}")
         print(f"parameters, training form: {s['params_train']:,}")
     else:
         loaded = load_model(cfg)
-        s = summarize_deploy(loaded.model)
-        block = loaded.model.config["baseblock"]["_target_"]
-        print(f"model: {loaded.source} x{s['scale']} (block {block.rsplit('.', 1)[-1]}, deploy form)")
+        model = loaded.model
+        s = summarize_deploy(model)
+        print(f"model: {loaded.source}: {_describe(model)} x{s['scale']}, deploy form")
     h, w = s["input"]
     print(f"parameters, deploy form:   {s['params_deploy']:,}")
     print(f"deploy MACs for {w}x{h} input: {s['macs_deploy'] / 1e9:.2f} G")
+    published = model.published_params() if callable(getattr(model, "published_params", None)) else None
+    if published is not None:
+        print(f"parameters, published:     {published[0]:,} ({published[1]})")
     if s["fusion_max_abs_diff"] is not None:
         print(f"fusion max abs diff:       {s['fusion_max_abs_diff']:.3g}")
     if cfg.json:
-        print(json.dumps({k: s[k] for k in ("params_train", "params_deploy", "macs_deploy", "fusion_max_abs_diff")}))
+        keys = ("params_train", "params_deploy", "macs_deploy", "fusion_max_abs_diff")
+        print(json.dumps({**{k: s[k] for k in keys}, "params_published": published and published[0]}))
+
+
+def _describe(model: torch.nn.Module) -> str:
+    """The design's name, with RTSRN's block (its designs differ by block)."""
+    name = getattr(model, "design", type(model).__name__)
+    block = getattr(model, "config", {}).get("baseblock")
+    return f"{name} (block {str(block['_target_']).rsplit('.', 1)[-1]})" if isinstance(block, dict) else name
 
 
 if __name__ == "__main__":

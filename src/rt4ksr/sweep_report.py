@@ -16,7 +16,8 @@ from rt4ksr.measure.multirun import write_report
 @hydra_command("sweep_report")
 def main(cfg: DictConfig) -> None:
     out = to_absolute_path(cfg.out) if cfg.out else None
-    md, png = write_report(to_absolute_path(str(cfg.multirun_dir)), out, cfg.device, cfg.rounds, cfg.wandb_group)
+    md, png = write_report(to_absolute_path(str(cfg.multirun_dir)), out, cfg.device, cfg.rounds, cfg.wandb_group,
+                           cfg.compile)
     print(f"sweep report: {md}, {png}")
 
 

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from rt4ksr.core.config import named_on_command_line
 from rt4ksr.core.errors import ConfigValueError
 from rt4ksr.models import RTSRN, load_into, read_state_dict, reparameterize
-from rt4ksr.models.checkpoint import CONFIG_KEY, is_deploy_state, network_state, official_config, read_config
+from rt4ksr.models.catalog import class_of_config, identify, model_option, other_design
+from rt4ksr.models.checkpoint import CONFIG_KEY, CheckpointMismatchError, is_deploy_state, network_state, read_config
 from rt4ksr.models.pretrained import weights_path
 from rt4ksr.models.profile import is_local, receptive_radius
 
@@ -69,39 +70,65 @@ class Loaded:
         return True
 
 
-def model_from_config(config: Mapping[str, Any], **overrides: Any) -> RTSRN:
-    """An RTSRN from the config dict a model records (``model.config``): its block is a Hydra partial."""
-    cfg = dict(config)
+def model_from_config(config: Mapping[str, Any], **overrides: Any) -> nn.Module:
+    """The model a recorded config (``model.config``) describes: one of the catalog's designs (its
+    ``_target_``; RTSRN when there is none), RTSRN's block given as a Hydra partial."""
+    cfg = {k: v for k, v in dict(config).items() if k != "_target_"}
     cfg.update(overrides)
-    cfg["baseblock"] = instantiate(OmegaConf.create(dict(cfg["baseblock"])))
-    return RTSRN(**cfg)
+    cls = class_of_config(config)
+    if cls is RTSRN:
+        cfg["baseblock"] = instantiate(OmegaConf.create(dict(cfg["baseblock"])))
+    return cls(**cfg)
 
 
 def load_state(state: Mapping[str, Tensor], config: Mapping[str, Any] | None = None,
-               model_cfg: DictConfig | Mapping[str, Any] | None = None, source: str = "checkpoint") -> Loaded:
-    """A state dict (wrapper prefixes and the carried config removed) as a ``Loaded`` model. The architecture is
-    the carried ``config``, else ``model_cfg``, else, for training-form weights, the released design read off
-    the shapes; fused weights with neither cannot be rebuilt (fusing erases the block design)."""
-    deploy = is_deploy_state(state, config)
+               model_cfg: DictConfig | Mapping[str, Any] | None = None, source: str = "checkpoint",
+               model_named: bool = False) -> Loaded:
+    """A state dict (wrapper prefixes and the carried config removed) as a ``Loaded`` model.
+
+    The architecture is the carried ``config``; else ``model_cfg`` when the user named it (``model_named``),
+    or when the keys show its design or none; else the design the keys show (published ``.pth`` files of
+    every design in the catalog load without a model option), sized off its shapes. Fused weights of a
+    re-parameterizing design with neither config cannot be rebuilt (fusing erases the block design). Weights of
+    one design given to another are refused with the ``model=`` that fits them.
+    """
+    held = identify(state)
+    configured = None if model_cfg is None else class_of_config(model_cfg, trusted=True)
+    use_cfg = configured is not None and (model_named or held in (None, configured))
+    if config is not None:
+        cls = class_of_config(config)
+    elif use_cfg:
+        cls = configured
+    elif held is not None:
+        cls = held
+    else:
+        raise ConfigValueError(f"{source} carries no model config ('{CONFIG_KEY}') and its keys match no "
+                               "architecture rt4ksr builds: give model=<preset> as well (model=rt4ksr_x2 or "
+                               "model=rt4ksr_x3 for the released design), or use a file that carries it "
+                               "(deploy_final.pth, a safetensors export, a zoo entry)")
+    if held is not None and held is not cls:
+        raise CheckpointMismatchError(f"{source} {other_design(held, cls, state)}")
+    state = cls.adapt_state(state) if hasattr(cls, "adapt_state") else dict(state)
+    deploy = is_deploy_state(state, config, cls)
     if config is not None:
         net = model_from_config(config, is_train=not deploy)
-    elif model_cfg is not None:
+    elif use_cfg:
         net = instantiate(model_cfg, is_train=not deploy)
-    elif not deploy and "head.0.weight" in state and "upsample.0.weight" in state:
-        net = RTSRN(**official_config(state))
+    elif not deploy or getattr(cls, "train_keys", None) is None:
+        net = cls(**{**cls.config_of_state(state), "is_train": not deploy})
     else:
-        raise ConfigValueError(f"{source} carries no model config ('{CONFIG_KEY}'): give model=<preset> as well "
-                               "(model=rt4ksr_x2 or model=rt4ksr_x3 for the released design), or use a file that "
-                               "carries it (deploy_final.pth, a safetensors export, a zoo entry)")
+        raise ConfigValueError(f"{source} holds fused {cls.design} weights without their config: give the "
+                               f"model options it was trained with ({model_option(cls)} ...)")
     load_into(net, state, source)
     return Loaded(model=net if deploy else reparameterize(net), train_model=None if deploy else net, source=source)
 
 
-def load_file(path: str | Path, model_cfg: DictConfig | Mapping[str, Any] | None = None) -> Loaded:
+def load_file(path: str | Path, model_cfg: DictConfig | Mapping[str, Any] | None = None,
+              model_named: bool = False) -> Loaded:
     """Any supported weights file as a ``Loaded`` model; a file's own config wins over ``model_cfg``, since it
     describes the weights."""
     path = to_absolute_path(str(path))
-    return load_state(read_state_dict(path), read_config(path), model_cfg, path)
+    return load_state(read_state_dict(path), read_config(path), model_cfg, path, model_named)
 
 
 def load_raw(obj: object, model_cfg: DictConfig | Mapping[str, Any] | None = None,
@@ -125,10 +152,16 @@ def load_weights(ckpt_path: str | Path | None, weights: str | None,
     if path is None:
         net = instantiate(model_cfg)
         return Loaded(model=reparameterize(net), train_model=net, source=None)
-    loaded = load_file(path, model_cfg)
+    loaded = load_file(path, model_cfg, model_named)
     wanted = None if model_cfg is None else model_cfg["scale"]
+    given = f"weights={weights}" if weights else f"ckpt_path={ckpt_path or path}"
+    asked = None if model_cfg is None else class_of_config(model_cfg, trusted=True)
+    if model_named and not isinstance(loaded.model, asked):
+        have = type(loaded.model)
+        raise ConfigValueError(f"{given} holds {have.design} weights ({model_option(have, loaded.scale)}), but "
+                               f"the model options ask for {asked.design}: drop them (the weights carry their "
+                               f"config) or give {asked.design} weights")
     if model_named and loaded.scale != wanted:
-        given = f"weights={weights}" if weights else f"ckpt_path={ckpt_path or path}"
         raise ConfigValueError(f"{given} is an x{loaded.scale} model, but the model options ask for "
                                f"x{wanted}: drop them (the weights carry their config) or give "
                                f"x{wanted} weights")

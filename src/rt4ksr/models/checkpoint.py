@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from rt4ksr.core.errors import InputNotFoundError, UserError
+from rt4ksr.models.catalog import identify, other_design
 from rt4ksr.models.rtsrn import RTSRN
 
 # prefixes that wrappers add to the network's own keys: DataParallel/DDP, LightningModules, torch.compile
@@ -150,14 +151,16 @@ def _strip(key: str) -> str:
     return key
 
 
-def is_deploy_state(state: Mapping[str, Tensor], config: Mapping | None = None) -> bool:
+def is_deploy_state(state: Mapping[str, Tensor], config: Mapping | None = None,
+                    design: type[nn.Module] = RTSRN) -> bool:
     """Whether a state dict is fused. A carried config says it (``is_train``); otherwise the keys do: a fused
-    state has no branch of the training form (expand/fea/reduce convolutions, RepConv) and no unused
-    high-frequency branch (kept only by ``forget=true`` networks, which therefore need their config)."""
+    state has none of the keys that only the design's training form has (``train_keys``; for RTSRN the
+    expand/fea/reduce convolutions, RepConv and the unused high-frequency branch, kept only by ``forget=true``
+    networks, which therefore need their config). A design that does not re-parameterize has one form."""
     if config is not None and "is_train" in config:
         return not config["is_train"]
-    pattern = r"(expand_conv|fea_conv|reduce_conv|conv1x1|seq_1x1|beta\.scale|^gamma$|^hfb\.)"
-    return not any(re.search(pattern, k) for k in state)
+    pattern = getattr(design, "train_keys", None)
+    return pattern is not None and not any(re.search(pattern, k) for k in state)
 
 
 def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> nn.Module:
@@ -169,19 +172,28 @@ def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str = "chec
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or shapes:
+        held = identify(state)
+        if held is not None and not isinstance(model, held):
+            raise CheckpointMismatchError(f"{source} {other_design(held, type(model), state)}")
         found = [f"{len(items)} {title} ({', '.join(items[:2])}{', ...' if len(items) > 2 else ''})"
                  for title, items in (("shape mismatches", shapes), ("missing keys", missing),
                                       ("unexpected keys", unexpected)) if items]
         raise CheckpointMismatchError(f"{source} does not fit the configured model: {'; '.join(found)}. "
-                                      f"{_fitting_setting(state, getattr(model, 'config', {}))}")
+                                      f"{_fitting_setting(state, getattr(model, 'config', {}), type(model))}")
     model.load_state_dict(state, strict=True)
     return model
 
 
-def _fitting_setting(state: Mapping[str, Tensor], config: Mapping) -> str:
+def _fitting_setting(state: Mapping[str, Tensor], config: Mapping, design: type[nn.Module] = RTSRN) -> str:
     """What to change so that the model fits the checkpoint, read off the checkpoint's shapes."""
     hints = []
-    if "head.0.weight" in state and "upsample.0.weight" in state and config:
+    if design is not RTSRN and hasattr(design, "config_of_state") and config:
+        try:
+            fits = design.config_of_state(state)
+        except Exception:  # a partial state dict: no shapes to read
+            fits = {}
+        hints = [f"model.{k}={v}" for k, v in fits.items() if config.get(k) != v]
+    elif "head.0.weight" in state and "upsample.0.weight" in state and config:
         channels = config.get("num_channels", 3)
         up = round((state["upsample.0.weight"].shape[0] / channels) ** 0.5)
         downscaling = config.get("downscaling", 2)
@@ -204,11 +216,7 @@ def _fitting_setting(state: Mapping[str, Tensor], config: Mapping) -> str:
 
 def official_config(state: Mapping[str, Tensor]) -> dict:
     """The released architecture's hyper-parameters, read off an official state dict's shapes."""
-    c = state["head.0.weight"].shape[0]
-    up_channels = state["upsample.0.weight"].shape[0]
-    up = int(round((up_channels / 3) ** 0.5))
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
-    return dict(scale=up // 2, feature_channels=c, num_blocks=len(blocks))
+    return RTSRN.config_of_state(state)
 
 
 def load_official(path: str | Path) -> RTSRN:

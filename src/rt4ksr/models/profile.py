@@ -27,6 +27,29 @@ def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
     return counter.get_total_flops() // 2
 
 
+def count_traffic(model: nn.Module, size: tuple[int, int], bytes_per_value: int = 2) -> int:
+    """An estimate of the memory traffic of one forward pass, in bytes: every leaf module reads its inputs and
+    weights once and writes its output once (as an unfused runtime does; a fusing compiler moves less), in
+    fp16 by default. Counted on the meta device."""
+    meta = _to_meta(model)
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        nonlocal total
+        tensors = [t for t in (*inputs, output) if isinstance(t, torch.Tensor)]
+        weights = sum(p.numel() for p in module.parameters(recurse=False))
+        total += (sum(t.numel() for t in tensors) + weights) * bytes_per_value
+
+    handles = [m.register_forward_hook(hook) for m in meta.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            meta(torch.empty(1, 3, *size, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
 def _to_meta(model: nn.Module) -> nn.Module:
     import copy
 
@@ -62,14 +85,19 @@ def summarize(model: nn.Module, seed: int = 0) -> dict:
         "fusion_max_abs_diff": fusion_error(model, deploy, seed=seed),
     }
 def is_local(model: nn.Module) -> bool:
-    """No global operation (ECA, NAFNet's channel attention): each output pixel depends on a bounded window,
-    so tiles with enough context give the untiled output."""
-    return not any(isinstance(m, ECA | SimplifiedChannelAttention) for m in model.modules())
+    """No global operation (ECA, NAFNet's channel attention, a design that says it is not ``local``): each
+    output pixel depends on a bounded window, so tiles with enough context give the untiled output."""
+    return getattr(model, "local", True) and not any(
+        isinstance(m, ECA | SimplifiedChannelAttention) for m in model.modules())
 
 
 def receptive_radius(model: nn.Module) -> int:
     """An upper bound on how many LR pixels around a pixel its output depends on: every spatial convolution's
-    half-width at the feature resolution (``downscaling`` LR pixels per feature pixel), plus the bicubic skip's."""
+    half-width at the feature resolution (``downscaling`` LR pixels per feature pixel), plus the bicubic skip's.
+    A design that knows its own radius better (a transposed convolution's) says it (``receptive_radius()``)."""
+    if callable(getattr(model, "receptive_radius", None)):
+        return int(model.receptive_radius())
     multiple = getattr(model, "multiple", 1)
-    convs = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules() if isinstance(m, nn.Conv2d))
+    convs = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] + (m.kernel_size[0] - 1) % 2
+                for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d))
     return convs * multiple + (2 if getattr(model, "global_skip", "none") == "bicubic" else 0)

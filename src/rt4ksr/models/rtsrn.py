@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,14 @@ class RTSRN(nn.Module):
     only through the ``forget`` gate, as in the released code; without the gate it is kept in the training
     form (so the official checkpoints load strictly) but neither computed nor kept in the deploy form.
     """
+
+    # what the commands ask of every architecture (see rt4ksr.models.design.Design)
+    design: ClassVar[str] = "RTSRN"
+    preset: ClassVar[str] = "rt4ksr_x2"
+    source: ClassVar[str] = ("Zamfir, Conde, Timofte, CVPRW 2023 (arXiv 2305.07218); the released code, "
+                             "eduardzamfir/RT4KSR, whose checkpoints load strictly")
+    # keys that only the training form has: the expand/fea/reduce branches, RepConv, the ungated branch
+    train_keys: ClassVar[str] = r"(expand_conv|fea_conv|reduce_conv|conv1x1|seq_1x1|beta\.scale|^gamma$|^hfb\.)"
 
     def __init__(
         self,
@@ -130,6 +139,35 @@ class RTSRN(nn.Module):
     @property
     def is_deploy(self) -> bool:
         return not self.config["is_train"]
+
+    def published_params(self) -> tuple[int, str] | None:
+        """The released x2 design (24 channels, 4 blocks, no skip), as the NTIRE 2023 Real-Time SR report counts
+        it: 0.0445 M, the RTSRN baseline of its table 1. That is the fused network with its ungated
+        high-frequency branch kept (one 3x3 convolution and gamma: 5,209); rt4ksr's deploy form drops that
+        branch, since it cannot reach the output, and has 5,209 fewer."""
+        c = self.config
+        released = (c["feature_channels"], c["num_blocks"], c["downscaling"], c["unshuffle"], c["use_hfb"],
+                    c["forget"], c["global_skip"]) == (24, 4, 2, True, True, False, "none")
+        if released and self.scale == 2:
+            return 44_521, "NTIRE 2023 Real-Time SR report, table 1: 0.0445 M (fused, dead branch kept)"
+        return None
+
+    @classmethod
+    def matches(cls, state: Mapping[str, Tensor]) -> bool:
+        """RTSRN's head and pixel-shuffle convolutions, and blocks under ``body.<i>.<part>``."""
+        return "head.0.weight" in state and "upsample.0.weight" in state
+
+    @classmethod
+    def adapt_state(cls, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return dict(state)
+
+    @classmethod
+    def config_of_state(cls, state: Mapping[str, Tensor]) -> dict[str, Any]:
+        """The released architecture's hyper-parameters, read off an official state dict's shapes."""
+        c = state["head.0.weight"].shape[0]
+        up = int(round((state["upsample.0.weight"].shape[0] / 3) ** 0.5))
+        blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
+        return dict(scale=up // 2, feature_channels=c, num_blocks=len(blocks))
 
 
 def _config_of(args: dict[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,9 @@ def build_module(cfg: DictConfig) -> SRModule:
         if not Path(path).exists() and source in pretrained.names():
             path = str(pretrained.entry(source).path)
         state = read_state_dict(path)
-        if is_deploy_state(state) and net.config["is_train"]:
+        if hasattr(net, "adapt_state"):  # a design's published .pth in its released names
+            state = net.adapt_state(state)
+        if is_deploy_state(state, None, type(net)) and net.config["is_train"]:
             raise ConfigValueError(f"init_from={source} holds fused weights; a training-form network needs a "
                                    "training-form checkpoint (official .pth, Lightning .ckpt or a training-form state "
                                    "dict), or train the deploy form itself (model.is_train=false)")
