@@ -15,6 +15,12 @@
 #              `rt4ksr upscale`, against decode+encode alone; VIDEO_ARGS adds options (--override kernels=true)
 #   train [MINUTES]  the x2 BSD200 run, 8 minutes by default, leaving its checkpoint, deploy weights and
 #              metrics.json
+#   arena      (at most 8 minutes; carry .whl and .device_arena) every arena design's deploy weights, from a sweep
+#              folder of experiment=arena_x2/x3, re-timed at 1080p->4K (x2) or 720p->4K (x3), fp16, batch 1, eager
+#              and torch.compile in one interleaved process: rt4ksr sweep-report device=cuda compile=true; the
+#              report (.md/.png/.json) comes back. Prepare it with:
+#                mkdir -p .device_arena && rsync -a --include='*/' --include='deploy_final.pth' \
+#                  --include='metrics.json' --include='overrides.yaml' --exclude='*' <sweep folder>/ .device_arena/x2/
 #   realworld  (at most 9 minutes; carry .whl and .device_train) times the real-world pipelines on the card and
 #              trains experiment=realworld_x2 600 steps in 32-true, 16-mixed and bf16-mixed, checking each run with
 #              scripts/precision_check.py (STEPS, PRECISIONS override)
@@ -33,7 +39,7 @@
 #     mkdir -p .device_train/data/testsets/set5/test .device_train/data/BSD200/HR
 #     cp -r ../shared/data/testsets/set5/test/HR .device_train/data/testsets/set5/test/
 #     cp ../shared/data/BSD200/HR/* .device_train/data/BSD200/HR/
-# Then, on the GPU machine: bash scripts/gpu_check.sh speed     (or peers, video, train [MINUTES], realworld)
+# Then, on the GPU machine: bash scripts/gpu_check.sh speed     (or peers, video, train [MINUTES], arena, realworld)
 set -uo pipefail
 stage=${1:-speed}
 OUT=${OUT:-/tmp/out}; R=/tmp/gpu_check; mkdir -p "$OUT" "$R"
@@ -98,6 +104,12 @@ elif [ "$stage" = train ]; then
   python3 -c "import json; t = json.load(open('$R/metrics.json'))['timing']; print('final timing:', t)" 2>&1 \
     | tee -a "$R/train.txt"  # must name the card and 1080p (x2), not the CPU
   cp /tmp/train_x2/deploy_best.pth /tmp/train_x2/deploy_final.pth "$OUT/" 2>/dev/null; save
+elif [ "$stage" = arena ]; then
+  for sweep in .device_arena/*/; do  # one folder per scale (x2, x3): each model timed against the others of its scale
+    name=$(basename "$sweep")
+    timeout 230 python3 -m rt4ksr.sweep_report multirun_dir="$sweep" out="$R/arena_$name" device=cuda compile=true \
+      rounds=20 2>&1 | tee "$R/arena_$name.txt"; save
+  done
 elif [ "$stage" = realworld ]; then
   # 1. the real-world pipelines' cost per batch of 64 256x256 crops on this card (goal: < 5% of a training step)
   for deg in realesrgan bicubic_jpeg; do
@@ -113,5 +125,5 @@ elif [ "$stage" = realworld ]; then
     python3 scripts/precision_check.py /tmp/rw_$p 2>&1 | tee "$R/precision_$p.json"; save
   done
 else
-  echo "usage: gpu_check.sh speed|peers|video|train [MINUTES]|realworld" >&2; exit 2
+  echo "usage: gpu_check.sh speed|peers|video|train [MINUTES]|arena|realworld" >&2; exit 2
 fi

@@ -240,8 +240,11 @@ def test_eval_takes_a_zoo_name(testsets_dir, tmp_path):
 
 
 def test_spandrel_loads_a_zoo_name():
-    pytest.importorskip("spandrel")
-    from rt4ksr.inference.spandrel_arch import load_file
+    from helpers import torchvision_stand_in
+
+    with torchvision_stand_in():
+        pytest.importorskip("spandrel", reason="spandrel is not installed (pip install 'rt4ksr[spandrel]')")
+        from rt4ksr.inference.spandrel_arch import load_file
 
     desc = load_file("rt4ksr-x4")
     assert desc.scale == 4 and desc.architecture.id == "RT4KSR"

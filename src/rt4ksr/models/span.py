@@ -95,6 +95,7 @@ class SPAN(Design):
                              "; defaults: its NTIRE 2024 ESR entry (Amazingren/NTIRE2024_ESR, team 38)")
     local: ClassVar[bool] = True
     multiple: int = 1
+    train_keys: ClassVar[str] = r"\.(sk|conv\.\d)\."  # the Conv3XC branches: only the training form has them
 
     def __init__(
         self,
