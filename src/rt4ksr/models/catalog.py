@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hydra.utils import get_class
 from torch import Tensor, nn
 
+from rt4ksr.core.errors import UserError
 from rt4ksr.models.asconvsr import AsConvSR
 from rt4ksr.models.bicubic_pp import BicubicPP
 from rt4ksr.models.compact import SRVGGNetCompact
@@ -21,6 +23,11 @@ from rt4ksr.models.fsrcnn import FSRCNN
 from rt4ksr.models.imdn import IMDN
 from rt4ksr.models.rtsrn import RTSRN
 from rt4ksr.models.span import SPAN
+
+
+class CheckpointMismatchError(UserError, ValueError):
+    """The checkpoint's keys or shapes do not fit the configured model."""
+
 
 # each design's ``matches`` is unique among these (tests/test_arena.py checks every pair)
 DESIGNS: tuple[type[nn.Module], ...] = (RTSRN, SPAN, SRVGGNetCompact, IMDN, FSRCNN, ESPCN, AsConvSR, BicubicPP)
@@ -39,8 +46,6 @@ def class_of(target: str) -> type[nn.Module]:
     for cls in DESIGNS:
         if target in (f"{cls.__module__}.{cls.__qualname__}", f"rt4ksr.models.{cls.__qualname__}"):
             return cls
-    from rt4ksr.models.checkpoint import CheckpointMismatchError
-
     raise CheckpointMismatchError(f"the weights name an architecture rt4ksr does not build ({target}); "
                                   f"it builds {', '.join(c.design for c in DESIGNS)}")  # type: ignore[attr-defined]
 
@@ -54,8 +59,6 @@ def class_of_config(config: Mapping[str, Any], trusted: bool = False) -> type[nn
         return RTSRN
     if trusted and not any(str(target) in (f"{c.__module__}.{c.__qualname__}", f"rt4ksr.models.{c.__qualname__}")
                            for c in DESIGNS):
-        from hydra.utils import get_class
-
         return get_class(str(target))
     return class_of(str(target))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from rt4ksr.core.errors import InputNotFoundError, UserError
-from rt4ksr.models.catalog import identify, other_design
+from rt4ksr.core.errors import InputNotFoundError
+from rt4ksr.models.catalog import CheckpointMismatchError, identify, other_design
 from rt4ksr.models.rtsrn import RTSRN
 
 # prefixes that wrappers add to the network's own keys: DataParallel/DDP, LightningModules, torch.compile
@@ -21,10 +21,6 @@ _EMA = "ema.module."
 # The model config travels inside the state dict as a uint8 tensor of JSON, so that tools which keep only the
 # tensors of a file (spandrel, chaiNNer, ComfyUI, safetensors readers) still know the architecture.
 CONFIG_KEY = "rt4ksr_config"
-
-
-class CheckpointMismatchError(UserError, ValueError):
-    """The checkpoint's keys or shapes do not fit the configured model."""
 
 
 def config_tensor(config: Mapping) -> Tensor:
