@@ -117,7 +117,7 @@ def load_state(state: Mapping[str, Tensor], config: Mapping[str, Any] | None = N
     elif not deploy or getattr(cls, "train_keys", None) is None:
         net = cls(**{**cls.config_of_state(state), "is_train": not deploy})
     else:
-        raise ConfigValueError(f"{source} holds fused {cls.design} weights without their config: give the "
+        raise ConfigValueError(f"{source} holds fused {cls.design} weights and carries no model config: give the "
                                f"model options it was trained with ({model_option(cls)} ...)")
     load_into(net, state, source)
     return Loaded(model=net if deploy else reparameterize(net), train_model=None if deploy else net, source=source)

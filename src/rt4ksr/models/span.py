@@ -26,8 +26,8 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K's mean, fixed in the released code 
 NUM_BLOCKS = 6  # fixed in the released code: block_1 ... block_6
 # The NTIRE 2024 ESR entry (Amazingren/NTIRE2024_ESR, test_demo.py model 38: SPAN30(3, 3, upscale=4,
 # feature_channels=28), model_zoo/team38_span_ch28_slim.pth); the challenge counts the fused (deploy) form.
-PUBLISHED = {(4, 28, 3): (150_688, "NTIRE 2024 ESR challenge report (arXiv 2404.10343), XiaomiMM's SPAN: 0.151 M "
-                                   "parameters, counted in the fused form (team38_span_ch28_slim.pth holds 150,688)")}
+PUBLISHED = {(4, 28, 3): (150_688, "the NTIRE 2024 ESR entry's fused x4 checkpoint (Amazingren/NTIRE2024_ESR, "
+                                   "model_zoo/team38_span_ch28_slim.pth), as the challenge counts it")}
 
 
 class Conv3XC(nn.Module):
