@@ -142,13 +142,9 @@ class AsConvSR(Design):
         self.conv2 = nn.Conv2d(channels, num_channels * (2 * scale) ** 2, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.config["num_channels"]
-        if x.ndim != 4 or x.shape[1] != c:
-            raise ValueError(f"expected an (N, {c}, H, W) tensor, got shape {tuple(x.shape)}")
+        padded = self._pad_to_grid(x)
         h, w = x.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw or torch.jit.is_tracing():
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = padded
         feats = self.assemble(self.conv1(F.pixel_unshuffle(x, 2)))
         out = F.pixel_shuffle(self.conv2(feats), 2 * self.scale)
         out = out + F.interpolate(x, scale_factor=self.scale, mode="nearest")  # "repeat upscaling"

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -59,13 +58,9 @@ class BicubicPP(Design):
         self.act = nn.LeakyReLU(0.1)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.config["num_channels"]
-        if x.ndim != 4 or x.shape[1] != c:
-            raise ValueError(f"expected an (N, {c}, H, W) tensor, got shape {tuple(x.shape)}")
+        padded = self._pad_to_grid(x)
         h, w = x.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw or torch.jit.is_tracing():
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = padded
         x0 = self.act(self.conv0(x))
         x2 = self.act(self.conv2(self.act(self.conv1(x0)))) + x0
         out = F.pixel_shuffle(self.conv_out(x2), 2 * self.scale)

@@ -75,9 +75,7 @@ class SRVGGNetCompact(Design):
         self.upsampler = nn.PixelShuffle(scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.config["num_channels"]:
-            raise ValueError(f"expected an (N, {self.config['num_channels']}, H, W) tensor, "
-                             f"got shape {tuple(x.shape)}")
+        self._check_input(x)
         out = x
         for layer in self.body:
             out = layer(out)

@@ -13,6 +13,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rt4ksr.models.reparam import deploy_
@@ -44,6 +46,22 @@ class Design(nn.Module):
         self.config = {"_target_": f"{cls.__module__}.{cls.__qualname__}",
                        **{k: v for k, v in args.items() if k not in ("self", "__class__")}}
         self.scale = int(args["scale"])
+
+    def _check_input(self, x: Tensor) -> None:
+        """A wrong tensor is one ``ValueError`` naming the expected layout."""
+        c = self.config["num_channels"]
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ValueError(f"expected an (N, {c}, H, W) tensor, got shape {tuple(x.shape)}")
+
+    def _pad_to_grid(self, x: Tensor) -> Tensor:
+        """``x`` checked and padded (replicate) to a multiple of ``multiple``; the caller crops its output back to
+        ``scale`` x the input's size. Traced graphs (ONNX, TorchScript) pad for every input size."""
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        if ph or pw or torch.jit.is_tracing():
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
 
     @property
     def is_deploy(self) -> bool:

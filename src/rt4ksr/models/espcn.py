@@ -52,9 +52,7 @@ class ESPCN(Design):
                                        nn.PixelShuffle(scale))
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.config["num_channels"]
-        if x.ndim != 4 or x.shape[1] != c:
-            raise ValueError(f"expected an (N, {c}, H, W) tensor, got shape {tuple(x.shape)}")
+        self._check_input(x)
         return self.last_part(self.first_part(x))
 
     def published_params(self) -> tuple[int, str] | None:

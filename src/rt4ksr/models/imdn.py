@@ -88,9 +88,7 @@ class IMDN(Design):
                                       nn.PixelShuffle(scale))
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.config["num_channels"]
-        if x.ndim != 4 or x.shape[1] != c:
-            raise ValueError(f"expected an (N, {c}, H, W) tensor, got shape {tuple(x.shape)}")
+        self._check_input(x)
         feats = self.head(x)
         return self.upsample(feats + self.body(feats))
 

@@ -127,9 +127,7 @@ class SPAN(Design):
             deploy_(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.config["num_channels"]:
-            raise ValueError(f"expected an (N, {self.config['num_channels']}, H, W) tensor, "
-                             f"got shape {tuple(x.shape)}")
+        self._check_input(x)
         if self.norm:
             x = (x - self.mean.to(x.dtype)) * self.img_range
         head = self.conv_1(x)
